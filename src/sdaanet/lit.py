@@ -1,0 +1,107 @@
+"""LightningModule: the network, the loss of Eq. 12 (+ the authors' auxiliary heads), SGD with
+per-iteration poly decay, and episodic validation/test metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from sdaanet.metrics import ClassMIoU, FBIoU
+
+LOSS_TERMS = ("main", "aux", "kd", "saam")
+
+
+class FewShotSegmentationModule(L.LightningModule):
+    """Trains any network that follows docs/interfaces.md.
+
+    L = CE + aux_weight * mean(aux CE) + alpha * L_KD + beta * L_SAAM (Eq. 12 plus D13).
+    `model_cfg` is stored in the checkpoint so a checkpoint names the architecture it holds.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        model_cfg: dict[str, Any],
+        n_test_classes: int,
+        lr: float = 0.025,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        poly_power: float = 0.9,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.weights = {
+            "main": 1.0,
+            "aux": float(model_cfg.get("aux_weight", 1.0)),
+            "kd": float(model_cfg.get("alpha", 50.0)),
+            "saam": float(model_cfg.get("beta", 0.5)),
+        }
+        self.val_miou = ClassMIoU(n_test_classes)
+        self.val_fbiou = FBIoU()
+        self.test_miou = ClassMIoU(n_test_classes)
+        self.test_fbiou = FBIoU()
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits (B, 2, H, W) for an episode batch; never reads the query mask."""
+        return self.net(batch["query_image"], batch["support_images"], batch["support_masks"])
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.net(
+            batch["query_image"],
+            batch["support_images"],
+            batch["support_masks"],
+            batch["query_mask"],
+        )
+        terms = {name: getattr(out, name) for name in LOSS_TERMS}
+        loss = sum(self.weights[name] * value for name, value in terms.items())
+        bs = batch["query_image"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:
+        preds = self(batch).argmax(1)
+        miou.update(preds, batch["query_mask"], batch["class_index"])
+        fbiou.update(preds, batch["query_mask"])
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_miou, self.val_fbiou)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/class_miou", self.val_miou.compute(), prog_bar=True, sync_dist=False)
+        self.log("val/fbiou", self.val_fbiou.compute(), prog_bar=True, sync_dist=False)
+        self.val_miou.reset()
+        self.val_fbiou.reset()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_miou, self.test_fbiou)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/class_miou", self.test_miou.compute(), sync_dist=False)
+        self.log("test/fbiou", self.test_fbiou.compute(), sync_dist=False)
+        self.test_miou.reset()
+        self.test_fbiou.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD over the non-backbone parameters; lr_i = lr * (1 - (i+1)/max_iter)^power (D17)."""
+        hp = self.hparams
+        params = [p for p in self.net.learnable_parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(
+            params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+        )
+        max_iter = max(int(self.trainer.estimated_stepping_batches), 1)
+
+        def poly(step: int) -> float:
+            return max(1.0 - (step + 1) / max_iter, 0.0) ** hp.poly_power
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }

@@ -1,0 +1,82 @@
+"""Training entry point: `python -m sdaanet.train [overrides]` (console script `sdaanet-train`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sdaanet.checkpoint import AtomicCheckpointIO
+from sdaanet.config import CONF_DIR, register_resolvers
+from sdaanet.data.sources import DataNotFoundError
+from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The episodic datamodule of `cfg.data`; raises DataNotFoundError before any heavy work."""
+    datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
+    datamodule.check()
+    return datamodule
+
+
+def build_module(cfg: DictConfig) -> FewShotSegmentationModule:
+    """The network of `cfg.model` wrapped in the LightningModule with the optimiser settings."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    return FewShotSegmentationModule(
+        build_model(cfg.model),
+        model_cfg=model_cfg,
+        n_test_classes=cfg.data.n_test_classes,
+        lr=cfg.optimizer.lr,
+        momentum=cfg.optimizer.momentum,
+        weight_decay=cfg.optimizer.weight_decay,
+        poly_power=cfg.optimizer.poly_power,
+    )
+
+
+def build_trainer(cfg: DictConfig, callbacks: bool = True) -> L.Trainer:
+    """The Trainer of `cfg.trainer` with the configured loggers and callbacks."""
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] if callbacks else []
+    return instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=cbs, plugins=[AtomicCheckpointIO()]
+    )
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and optionally test) as configured; returns the final metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    trainer = build_trainer(cfg)
+    log.info("output dir: %s", cfg.paths.output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path="best")
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = run(cfg)
+    except DataNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return metrics.get("val/class_miou")
+
+
+def main() -> None:
+    register_resolvers()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
