@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Test `cfg.ckpt_path` on the episodic test set; returns and saves the metrics."""
-    L.seed_everything(cfg.seed, workers=True)
     checkpoint = read_checkpoint(cfg.ckpt_path)
     datamodule = build_datamodule(cfg)
+    L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     load_network_weights(module.net, checkpoint)
     trainer = build_trainer(cfg, callbacks=False)

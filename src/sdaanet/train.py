@@ -28,15 +28,11 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 def build_module(cfg: DictConfig) -> FewShotSegmentationModule:
     """The network of `cfg.model` wrapped in the LightningModule with the optimiser settings."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     return FewShotSegmentationModule(
         build_model(cfg.model),
-        model_cfg=model_cfg,
+        model_cfg=OmegaConf.to_container(cfg.model, resolve=True),
         n_test_classes=cfg.data.n_test_classes,
-        lr=cfg.optimizer.lr,
-        momentum=cfg.optimizer.momentum,
-        weight_decay=cfg.optimizer.weight_decay,
-        poly_power=cfg.optimizer.poly_power,
+        **cfg.get("optimizer", {}),
     )
 
 
@@ -49,14 +45,20 @@ def build_trainer(cfg: DictConfig, callbacks: bool = True) -> L.Trainer:
     )
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and optionally test) as configured; returns the final metrics."""
-    L.seed_everything(cfg.seed, workers=True)
+def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.LightningDataModule]:
+    """Seed, build and fit as configured (resuming from `cfg.ckpt_path` if set)."""
     datamodule = build_datamodule(cfg)
+    L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     trainer = build_trainer(cfg)
     log.info("output dir: %s", cfg.paths.output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    return trainer, module, datamodule
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and optionally test) as configured; returns the final metrics."""
+    trainer, module, datamodule = fit(cfg)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path="best")

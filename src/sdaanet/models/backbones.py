@@ -47,7 +47,12 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, cin: int, planes: int, stride: int = 1, dilation: int = 1, downsample=None
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(cin, planes, stride, dilation)
@@ -70,7 +75,12 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, cin: int, planes: int, stride: int = 1, dilation: int = 1, downsample=None
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
@@ -209,9 +219,7 @@ def _resnet(name: str, freeze_bn: bool) -> Backbone:
             if isinstance(mod, nn.Conv2d):
                 nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
     layout = "deep" if deep else "torchvision"
-    return Backbone(
-        name, [layer0, layer1, layer2, layer3, layer4], layout, c2 + c3, c4, freeze_bn
-    )
+    return Backbone(name, [layer0, layer1, layer2, layer3, layer4], layout, c2 + c3, c4, freeze_bn)
 
 
 def _vgg16_bn(freeze_bn: bool) -> Backbone:

@@ -14,6 +14,13 @@ def resize(x: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
+def segmentation_ce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+    """Cross entropy averaged over non-ignored pixels; 0 (not NaN) if every pixel is ignored."""
+    target = target.long()
+    total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    return total / (target != ignore_index).sum().clamp(min=1)
+
+
 def masked_gap(feat: Tensor, mask: Tensor, eps: float = 5e-4) -> Tensor:
     """Masked global average pooling (Eq. 2; the authors' ``Weighted_GAP``, digest 1.4).
 
@@ -88,7 +95,9 @@ class PSPModule(nn.Module):
             for b in pool_sizes
         )
         self.bottleneck = nn.Sequential(
-            nn.Conv2d(in_channels + width * len(pool_sizes), out_channels, 3, padding=1, bias=False),
+            nn.Conv2d(
+                in_channels + width * len(pool_sizes), out_channels, 3, padding=1, bias=False
+            ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
             nn.Dropout2d(0.1),
@@ -145,7 +154,9 @@ class FEMDecoder(nn.Module):
         self.sdaanet_order = sdaanet_order
         n = len(self.ppm_scales)
         merge_in = 2 * dim + extra_channels
-        self.init_merge = nn.ModuleList(nn.Sequential(*_conv_relu(merge_in, dim, 1)) for _ in range(n))
+        self.init_merge = nn.ModuleList(
+            nn.Sequential(*_conv_relu(merge_in, dim, 1)) for _ in range(n)
+        )
         self.alpha_conv = nn.ModuleList(
             nn.Sequential(*_conv_relu(2 * dim, dim, 1)) for _ in range(n - 1)
         )

@@ -1,0 +1,94 @@
+import time
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sdaanet.data.datamodule import EpisodicDataModule
+from sdaanet.data.sources import DataNotFoundError
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
+REQUIRED = {
+    "_target_", "name", "root", "fold", "ppm_scales", "n_test_classes", "train_size", "val_size",
+    "batch_size", "val_batch_size", "num_workers", "val_episodes", "val_seed", "train_episodes",
+    "pin_memory",
+}  # fmt: skip
+
+
+def load(name, tmp_path, **overrides):
+    cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)}, "shot": 1, "seed": 7})
+    cfg.data = OmegaConf.load(CONF / f"{name}.yaml")
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, f"data.{key}", value)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["synthetic", "pascal", "coco"])
+def test_configs_have_the_shared_keys_and_instantiate(name, tmp_path):
+    cfg = load(name, tmp_path)
+    assert REQUIRED <= set(cfg.data.keys())
+    dm = hydra.utils.instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed)
+    assert isinstance(dm, EpisodicDataModule)
+    assert dm.shot == 1 and dm.seed == 7 and len(dm.val_classes) == cfg.data.n_test_classes
+    if name != "synthetic":
+        assert dm.root == str(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["pascal", "coco"])
+def test_missing_data_fails_fast_with_one_line(name, tmp_path):
+    cfg = load(name, tmp_path)
+    dm = hydra.utils.instantiate(cfg.data, shot=1, seed=0)
+    t = time.perf_counter()
+    with pytest.raises(DataNotFoundError) as err:
+        dm.check()
+    assert time.perf_counter() - t < 0.5
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / name) in msg and f"sdaanet-data {name}" in msg
+    with pytest.raises(DataNotFoundError):
+        dm.setup("fit")
+
+
+def test_synthetic_datamodule_end_to_end(tmp_path):
+    small = {
+        "num_workers": 0,
+        "train_size": 33,
+        "val_size": 25,
+        "batch_size": 4,
+        "val_batch_size": 3,
+        "val_episodes": 7,
+        "train_episodes": 10,
+        "min_area": 64,
+        "source.num_train": 150,
+        "source.num_val": 100,
+        "source.image_size": 64,
+    }
+    cfg = load("synthetic", tmp_path, **small)
+    dm = hydra.utils.instantiate(cfg.data, shot=2, seed=3)
+    dm.check()
+    dm.setup("fit")
+    train = dm.train_dataloader()
+    batches = list(train)
+    assert len(batches) == 2  # 10 episodes, batch 4, drop_last
+    b = batches[0]
+    assert b["query_image"].shape == (4, 3, 33, 33)
+    assert b["support_images"].shape == (4, 2, 3, 33, 33)
+    assert b["support_masks"].shape == (4, 2, 33, 33) and b["query_mask"].dtype == torch.int64
+    assert set(b["class_id"].tolist()) <= set(dm.train_classes)
+    train.sampler.set_epoch(1)
+    assert next(iter(train))["episode_index"].tolist() == [10, 11, 12, 13]
+    val = list(dm.val_dataloader())
+    assert [len(v["class_id"]) for v in val] == [3, 3, 1]
+    assert set(torch.cat([v["class_id"] for v in val]).tolist()) <= set(dm.val_classes)
+    test = list(dm.test_dataloader())
+    for v, t in zip(val, test, strict=True):
+        assert torch.equal(v["query_image"], t["query_image"])
+    assert dm.class_names[0] == "striped-disc"
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="fold"):
+        EpisodicDataModule("synthetic", fold=4)
+    with pytest.raises(ValueError, match="n_test_classes"):
+        EpisodicDataModule("coco", root="x", n_test_classes=5)

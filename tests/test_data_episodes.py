@@ -1,0 +1,185 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from sdaanet.data.episodes import (
+    EpisodeDataset,
+    EpisodeSampler,
+    binarize,
+    build_index,
+)
+from sdaanet.data.folds import fold_classes
+from sdaanet.data.sources.synthetic import SyntheticSource
+from sdaanet.data.transforms import build_transform
+
+MIN_AREA = 64  # pixels at 64x64
+TRAIN = fold_classes("synthetic", 0, "train")
+NOVEL = fold_classes("synthetic", 0, "val")
+
+
+@pytest.fixture(scope="module")
+def train_src():
+    return SyntheticSource("train", seed=0, num_images=200, image_size=64)
+
+
+@pytest.fixture(scope="module")
+def val_src():
+    return SyntheticSource("val", seed=0, num_images=160, image_size=64)
+
+
+def make(src, train, shot=2, size=33, **kw):
+    classes = TRAIN if train else NOVEL
+    transform = build_transform("train" if train else "val", size)
+    kw.setdefault("seed", 5 if train else 321)
+    return EpisodeDataset(src, classes, shot, transform, train=train, min_area=MIN_AREA, **kw)
+
+
+def test_build_index_filters_by_split_and_area():
+    areas = [
+        {1: 100, 7: 10},  # 1 kept, 7 too small
+        {7: 64},  # kept (boundary)
+        {2: 63},  # nothing kept
+        {1: 64, 3: 500},  # 3 is not in the class list
+        {7: 200, 2: 5},  # 2 only as a small candidate
+        {2: 90},
+    ]
+    index = build_index(areas, [1, 2, 7], 64)
+    assert index.queries == (0, 1, 3, 4, 5)
+    assert index.class_images == {1: (0, 3), 2: (5,), 7: (1, 4)}
+    # candidates: every class of the list present (any area) that has images
+    assert index.query_classes == ((1, 7), (7,), (1,), (2, 7), (2,))
+    strict = build_index(areas, [1, 2, 7], 64, strict_query_classes=True)
+    assert strict.query_classes == ((1,), (7,), (1,), (7,), (2,))
+
+
+def test_binarize():
+    label = np.array([[0, 3, 5], [255, 3, 7]], dtype=np.uint8)
+    np.testing.assert_array_equal(binarize(label, 3), [[0, 1, 0], [255, 1, 0]])
+
+
+def test_episode_item_matches_the_interface(train_src):
+    ds = make(train_src, train=True, shot=2)
+    item = ds[3]
+    assert item["query_image"].shape == (3, 33, 33) and item["query_image"].dtype == torch.float32
+    assert item["query_mask"].shape == (33, 33) and item["query_mask"].dtype == torch.int64
+    assert item["support_images"].shape == (2, 3, 33, 33)
+    assert item["support_images"].dtype == torch.float32
+    assert item["support_masks"].shape == (2, 33, 33)
+    assert item["support_masks"].dtype == torch.int64
+    for key in ("class_id", "class_index", "episode_index"):
+        assert item[key].shape == () and item[key].dtype == torch.int64
+    assert int(item["episode_index"]) == 3
+    assert TRAIN[int(item["class_index"])] == int(item["class_id"])
+    for k in range(10):
+        item = ds[k]
+        for m in (item["query_mask"], item["support_masks"]):
+            assert set(torch.unique(m).tolist()) <= {0, 1, 255}
+        assert (item["support_masks"] == 1).flatten(1).any(1).all()  # supports show the class
+
+
+def test_episode_rules(train_src, val_src):
+    for train, src, classes in ((True, train_src, TRAIN), (False, val_src, NOVEL)):
+        ds = make(src, train=train, shot=3)
+        areas = src.class_areas()
+        seen = set()
+        for key in range(3 * len(ds)):
+            p = ds.plan(key)
+            assert p.class_id in classes and classes[p.class_index] == p.class_id
+            assert p.class_id in areas[p.query]  # the query holds the class
+            assert len(set(p.supports)) == 3 and p.query not in p.supports
+            for s in p.supports:
+                assert areas[s].get(p.class_id, 0) >= MIN_AREA
+            seen.add(p.class_id)
+            if not train:
+                assert p.query == ds.index.queries[key % len(ds.index.queries)]
+        assert seen == set(classes)  # all classes get drawn
+    # the training split never targets a novel class, validation only novel ones
+    assert not set(TRAIN) & set(NOVEL)
+
+
+def test_train_epoch_permutes_queries(train_src):
+    ds = make(train_src, train=True)
+    n = len(ds)
+    epoch0 = [ds.plan(k).query for k in range(n)]
+    epoch1 = [ds.plan(n + k).query for k in range(n)]
+    assert sorted(epoch0) == sorted(ds.index.queries) == sorted(epoch1)  # one pass each
+    assert epoch0 != epoch1
+    longer = make(train_src, train=True, episodes=2 * n + 3)
+    queries = [longer.plan(k).query for k in range(2 * n)]
+    assert sorted(queries) == sorted(2 * list(ds.index.queries))
+
+
+def test_same_key_same_tensors(train_src):
+    a = make(train_src, train=True)[11]
+    b = make(train_src, train=True)[11]
+    c = make(train_src, train=True, seed=6)[11]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_workers_do_not_change_episodes(train_src):
+    ds = make(train_src, train=True, shot=1, size=25, episodes=12)
+    sampler = EpisodeSampler(len(ds), shuffle=True)
+    sampler.set_epoch(3)
+    batches = {}
+    for workers in (0, 2):
+        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers)
+        batches[workers] = list(loader)
+    assert len(batches[0]) == 3
+    for b0, b2 in zip(batches[0], batches[2], strict=True):
+        for k in b0:
+            assert torch.equal(b0[k], b2[k]), k
+    assert batches[0][0]["episode_index"].tolist() == [36, 37, 38, 39]
+
+
+def test_too_few_images_for_the_shot_is_a_clear_error(val_src):
+    with pytest.raises(ValueError, match=r"30-shot episodes need >= 31 images per class"):
+        make(val_src, train=False, shot=30)
+
+
+def test_raw_label_option(val_src):
+    ds = make(val_src, train=False, return_raw_label=True)
+    item = ds[0]
+    raw = item["raw_query_mask"]
+    assert raw.shape == (64, 64) and raw.dtype == torch.int64
+    p = ds.plan(0)
+    _, label = val_src.load(p.query)
+    np.testing.assert_array_equal(raw.numpy(), binarize(label, p.class_id))
+
+
+def test_sampler_epochs_and_val_sharding():
+    train = EpisodeSampler(10, shuffle=True)
+    assert list(train) == list(range(10))
+    train.set_epoch(2)
+    assert list(train) == list(range(20, 30))
+    val = EpisodeSampler(10, shuffle=False)
+    val.set_epoch(5)
+    assert list(val) == list(range(10))
+    shards = [list(EpisodeSampler(11, shuffle=False, rank=r, world_size=2)) for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == list(range(11))  # each episode exactly once
+    assert [len(EpisodeSampler(11, shuffle=False, rank=r, world_size=2)) for r in range(2)] == [
+        6,
+        5,
+    ]
+
+
+def test_sampler_pads_training_shards_evenly():
+    samplers = [EpisodeSampler(11, shuffle=True, rank=r, world_size=3) for r in range(3)]
+    for s in samplers:
+        s.set_epoch(1)
+    shards = [list(s) for s in samplers]
+    assert [len(s) for s in shards] == [4, 4, 4] == [len(s) for s in samplers]
+    flat = sum(shards, [])
+    assert set(flat) == set(range(11, 22)) and len(flat) == 12
+
+
+def test_sampler_reads_torch_distributed_at_iteration(monkeypatch):
+    sampler = EpisodeSampler(7, shuffle=False)
+    assert list(sampler) == list(range(7))
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    assert list(sampler) == [1, 3, 5] and len(sampler) == 3

@@ -1,0 +1,69 @@
+import cv2
+import numpy as np
+import pytest
+
+from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+
+MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
+STD = np.asarray(IMAGENET_STD, dtype=np.float32)[:, None, None]
+
+
+def sample(h=50, w=70):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    label = np.zeros((h, w), dtype=np.uint8)
+    label[10:30, 20:50] = 1
+    label[0, :] = 255
+    return image, label
+
+
+def test_val_is_warp_resize_and_imagenet_normalisation():
+    image, label = sample()
+    img, mask = build_transform("val", 33)(image, label, seed=123)
+    assert img.shape == (3, 33, 33) and img.dtype == np.float32
+    assert mask.shape == (33, 33) and mask.dtype == np.int64
+    resized = cv2.resize(image.astype(np.float32) / 255, (33, 33), interpolation=cv2.INTER_LINEAR)
+    expected = (resized.transpose(2, 0, 1) - MEAN) / STD
+    np.testing.assert_allclose(img, expected, atol=1e-4)
+    np.testing.assert_array_equal(
+        mask, cv2.resize(label, (33, 33), interpolation=cv2.INTER_NEAREST)
+    )
+    same = build_transform("val", 33)(image, label, seed=9)
+    np.testing.assert_array_equal(img, same[0])
+
+
+def test_train_recipe_is_seeded_and_varied():
+    image, label = sample()
+    t = build_transform("train", 41)
+    outs = [t(image, label, seed=s) for s in range(24)]
+    for s in (0, 5):
+        again = t(image, label, seed=s)
+        np.testing.assert_array_equal(outs[s][0], again[0])
+        np.testing.assert_array_equal(outs[s][1], again[1])
+    for img, mask in outs:
+        assert img.shape == (3, 41, 41) and mask.shape == (41, 41)
+        assert set(np.unique(mask).tolist()) <= {0, 1, 255}
+    flipped = [np.array_equal(m, outs[0][1][:, ::-1]) for _, m in outs]
+    # rotation fills the corners: label 255, image = ImageNet mean (0 after normalisation)
+    rotated = [m[-1, -1] == 255 and np.allclose(i[:, -1, -1], 0, atol=0.05) for i, m in outs]
+    assert 0 < sum(rotated) < 24
+    assert len({m.tobytes() for _, m in outs}) > 4
+    # steps draw independently (albumentations' set_random_seed would tie them together)
+    assert {(f, r) for f, r in zip(flipped, rotated, strict=True)} != {(True, True), (False, False)}
+
+
+def test_val_pad_is_the_authors_test_resize():
+    image, label = sample(400, 600)
+    img, mask = build_transform("val_pad", 473)(image, label)
+    assert img.shape == (3, 473, 473)
+    # longer side -> 473, sides floored to multiples of 8: 312 x 472, pasted top-left
+    assert (mask[312:] == 255).all() and (mask[:, 472:] == 255).all()
+    assert mask[0, 0] == 255 and (mask[:312, :472] != 255).any()
+    np.testing.assert_allclose(img[:, 400, 100], (-MEAN / STD)[:, 0, 0], atol=1e-5)
+    small_img, small_mask = build_transform("val_pad", 473)(*sample(50, 70))
+    assert (small_mask[:50, :70] == sample(50, 70)[1]).all() and (small_mask[50:] == 255).all()
+
+
+def test_unknown_recipe():
+    with pytest.raises(ValueError, match="unknown transform recipe"):
+        build_transform("paper", 33)
