@@ -65,7 +65,7 @@ def test_synthetic_datamodule_end_to_end(tmp_path):
         "source.image_size": 64,
     }
     cfg = load("synthetic", tmp_path, **small)
-    dm = hydra.utils.instantiate(cfg.data, shot=2, seed=3)
+    dm = hydra.utils.instantiate(cfg.data, shot=2, seed=3, _recursive_=False)  # as train.py
     dm.check()
     dm.setup("fit")
     train = dm.train_dataloader()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, float]:
     """Test `cfg.ckpt_path` on the episodic test set; returns and saves the metrics."""
     checkpoint = read_checkpoint(cfg.ckpt_path)
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(cfg, stage="test")
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     load_network_weights(module.net, checkpoint)

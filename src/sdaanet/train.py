@@ -19,10 +19,13 @@ from sdaanet.models import build_model
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The episodic datamodule of `cfg.data`; raises DataNotFoundError before any heavy work."""
+def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDataModule:
+    """The episodic datamodule of `cfg.data`; raises DataNotFoundError before any heavy work.
+
+    `stage=None` checks the files of every split, `"test"` only those of the test episodes.
+    """
     datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
-    datamodule.check()
+    datamodule.check(stage)
     return datamodule
 
 
