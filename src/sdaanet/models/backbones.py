@@ -190,7 +190,7 @@ class Backbone(nn.Module):
         return self.layer4(self.mid(x)[0])
 
 
-def _resnet(name: str, freeze_bn: bool) -> Backbone:
+def _resnet(name: str, freeze_bn: bool, output_stride: int = 8) -> Backbone:
     deep = name.endswith("_deep")
     block, counts = _RESNET_SPECS[name.removesuffix("_deep")]
     if deep:  # PSPNet v2 stem: 3x3 convs 64, 64, 128
@@ -212,8 +212,9 @@ def _resnet(name: str, freeze_bn: bool) -> Backbone:
     layer0 = nn.Sequential(*stem, nn.MaxPool2d(3, 2, 1))
     layer1, c1 = _stage(block, cin, 64, counts[0], 1, 1)
     layer2, c2 = _stage(block, c1, 128, counts[1], 2, 1)
-    layer3, c3 = _stage(block, c2, 256, counts[2], 1, 2)
-    layer4, c4 = _stage(block, c3, 512, counts[3], 1, 4)
+    dilated = output_stride == 8
+    layer3, c3 = _stage(block, c2, 256, counts[2], 1 if dilated else 2, 2 if dilated else 1)
+    layer4, c4 = _stage(block, c3, 512, counts[3], 1 if dilated else 2, 4 if dilated else 1)
     for m in [layer0, layer1, layer2, layer3, layer4]:
         for mod in m.modules():
             if isinstance(mod, nn.Conv2d):
@@ -239,15 +240,25 @@ def _vgg16_bn(freeze_bn: bool) -> Backbone:
 
 
 def build_backbone(
-    name: str, weights: str | Path | None = None, freeze_bn: bool = False
+    name: str,
+    weights: str | Path | None = None,
+    freeze_bn: bool = False,
+    output_stride: int = 8,
 ) -> Backbone:
     """Build a backbone by name and load ImageNet weights from a local file.
 
     With ``weights=None`` the backbone is randomly initialised and a warning says so.
+    ``output_stride`` 8 is the dilated network of the paper; 32 is the plain ImageNet
+    classification layout of a ResNet (same weights), used to pre-train cheaply.
     """
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONE_NAMES}")
-    backbone = _vgg16_bn(freeze_bn) if name == "vgg16_bn" else _resnet(name, freeze_bn)
+    if output_stride not in (8, 32) or (output_stride == 32 and name == "vgg16_bn"):
+        raise ValueError(f"output_stride must be 8 (or 32 for a ResNet), got {output_stride}")
+    if name == "vgg16_bn":
+        backbone = _vgg16_bn(freeze_bn)
+    else:
+        backbone = _resnet(name, freeze_bn, output_stride)
     if weights is None:
         hint = "PFENet's resnet*_v2.pth" if name.endswith("_deep") else "torchvision ImageNet"
         warnings.warn(
