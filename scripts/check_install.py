@@ -1,4 +1,4 @@
-"""Fail loudly if a forbidden package got into the environment (run at the end of `make install`)."""
+"""Fail loudly if a forbidden package got into the environment (end of `make install`)."""
 
 from __future__ import annotations
 

@@ -58,8 +58,13 @@ def test_experiments_hold_only_what_differs():
 
 def test_command_line_selection_of_shot_strategy_backbone():
     cfg = compose_config(
-        ["data=pascal", "data.fold=2", "shot=5", "model.kshot_strategy=separate",
-         "backbone=resnet101"]
+        [
+            "data=pascal",
+            "data.fold=2",
+            "shot=5",
+            "model.kshot_strategy=separate",
+            "backbone=resnet101",
+        ]
     )
     assert cfg.data.fold == 2 and cfg.model.shot == 5
     assert cfg.model.kshot_strategy == "separate" and cfg.model.backbone.name == "resnet101"
@@ -85,7 +90,10 @@ def test_unknown_group_option_and_key_raise_hydra_errors():
 def test_cli_unknown_key_prints_hydra_error_not_our_traceback(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, "-m", "sdaanet.train", "model.no_such_key=1"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "Could not override 'model.no_such_key'" in proc.stderr

@@ -24,8 +24,18 @@ def test_ddp_two_gloo_processes_train_and_sync_metrics(tmp_path):
     data = f"paths.data_dir={tmp_path / 'data'}"
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
     run_dir = tmp_path / "ddp"
-    _run(["-m", "sdaanet.train", *TINY, *ddp, data, f"hydra.run.dir={run_dir}",
-          "data.train_episodes=8"], tmp_path)
+    _run(
+        [
+            "-m",
+            "sdaanet.train",
+            *TINY,
+            *ddp,
+            data,
+            f"hydra.run.dir={run_dir}",
+            "data.train_episodes=8",
+        ],
+        tmp_path,
+    )
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     import torch
@@ -37,8 +47,18 @@ def test_ddp_two_gloo_processes_train_and_sync_metrics(tmp_path):
     results = {}
     for name, extra in [("single", []), ("ddp", ddp)]:
         out = tmp_path / f"eval_{name}"
-        _run(["-m", "sdaanet.eval", *TINY, *extra, data, f"ckpt_path={ckpt}",
-              f"hydra.run.dir={out}"], tmp_path)
+        _run(
+            [
+                "-m",
+                "sdaanet.eval",
+                *TINY,
+                *extra,
+                data,
+                f"ckpt_path={ckpt}",
+                f"hydra.run.dir={out}",
+            ],
+            tmp_path,
+        )
         results[name] = json.loads((out / "metrics.json").read_text())
     assert results["ddp"]["test/class_miou"] == pytest.approx(
         results["single"]["test/class_miou"], abs=1e-6
@@ -48,8 +68,18 @@ def test_ddp_two_gloo_processes_train_and_sync_metrics(tmp_path):
 
 def test_sweep_over_two_folds_gives_each_job_its_own_dir(tmp_path):
     sweep = tmp_path / "sweep"
-    _run(["-m", "sdaanet.train", "-m", *TINY, f"paths.data_dir={tmp_path / 'data'}",
-          "data.fold=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
+    _run(
+        [
+            "-m",
+            "sdaanet.train",
+            "-m",
+            *TINY,
+            f"paths.data_dir={tmp_path / 'data'}",
+            "data.fold=0,1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+    )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
     for job, fold in zip(jobs, (0, 1), strict=True):

@@ -39,8 +39,10 @@ def test_one_epoch_fit_and_validate_logs_every_term(tmp_path):
     train_rows = [r for r in rows if r.get("train/loss")]
     r = train_rows[0]
     total = (
-        float(r["train/loss_main"]) + 1.0 * float(r["train/loss_aux"])
-        + 50.0 * float(r["train/loss_kd"]) + 0.5 * float(r["train/loss_saam"])
+        float(r["train/loss_main"])
+        + 1.0 * float(r["train/loss_aux"])
+        + 50.0 * float(r["train/loss_kd"])
+        + 0.5 * float(r["train/loss_saam"])
     )
     assert float(r["train/loss"]) == pytest.approx(total, rel=1e-5)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
@@ -59,8 +61,11 @@ def test_optimizer_covers_only_non_backbone_parameters_with_poly_decay(tmp_path)
     group = opt.param_groups[0]
     assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-4
     # 2 epochs x 2 steps: after step 4 of 4, lr = 0.025 * (1 - 4/4)^0.9 = 0
-    lrs = [float(r["train/lr"]) for r in _csv_rows(tmp_path / "csv" / "metrics.csv")
-           if r.get("train/lr")]
+    lrs = [
+        float(r["train/lr"])
+        for r in _csv_rows(tmp_path / "csv" / "metrics.csv")
+        if r.get("train/lr")
+    ]
     assert lrs == pytest.approx([0.025 * (1 - i / 4) ** 0.9 for i in (1, 2, 3, 4)][: len(lrs)])
     assert len(lrs) == 4
 
@@ -128,7 +133,9 @@ def test_checkpoint_of_another_architecture_names_mismatched_keys(tmp_path):
 def test_train_without_data_fails_fast_with_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "sdaanet.train", "data=pascal", f"paths.data_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     err = proc.stderr.strip().splitlines()

@@ -65,7 +65,9 @@ def run(overrides: list[str]) -> dict[str, object]:
     loader = datamodule.test_dataloader()
     n = cfg.data.n_test_classes
 
-    ckpt = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
+    ckpt = (
+        trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
+    )
     load_network_weights(module.net, read_checkpoint(ckpt))
     results = {
         "trained": evaluate(network_predictor(module.net), loader, n),

@@ -26,12 +26,15 @@ class FewShotSegmentationModule(L.LightningModule):
         net: nn.Module,
         model_cfg: dict[str, Any],
         n_test_classes: int,
+        name: str = "sgd",
         lr: float = 0.025,
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         poly_power: float = 0.9,
     ) -> None:
         super().__init__()
+        if name not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer.name must be 'sgd' (the paper's) or 'adamw', got {name!r}")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         self.weights = {
@@ -89,12 +92,20 @@ class FewShotSegmentationModule(L.LightningModule):
         self.test_fbiou.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """SGD over the non-backbone parameters; lr_i = lr * (1 - (i+1)/max_iter)^power (D17)."""
+        """SGD over the non-backbone parameters; lr_i = lr * (1 - (i+1)/max_iter)^power (D17).
+
+        `name="adamw"` (betas (momentum, 0.999)) converges in fewer steps: the CPU demo uses it.
+        """
         hp = self.hparams
         params = [p for p in self.net.learnable_parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(
-            params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-        )
+        if hp.name == "adamw":
+            optimizer = torch.optim.AdamW(
+                params, lr=hp.lr, betas=(hp.momentum, 0.999), weight_decay=hp.weight_decay
+            )
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
         max_iter = max(int(self.trainer.estimated_stepping_batches), 1)
 
         def poly(step: int) -> float:

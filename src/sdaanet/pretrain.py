@@ -59,13 +59,18 @@ def pretrain_backbone(
     batch_size: int = 16,
     lr: float = 2e-3,
     size: int = 97,
+    output_stride: int = 32,
     seed: int = 0,
 ) -> Path:
-    """Train `backbone` on the base classes of `data` (a data config) and save it to `out`."""
+    """Train `backbone` on the base classes of `data` (a data config) and save it to `out`.
+
+    `output_stride=32` trains the plain (undilated) ResNet, as ImageNet weights are trained,
+    at a fraction of the cost; the weights are the same tensors that SD-AANet then dilates.
+    """
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random init is the point here
-        net = build_backbone(backbone)
+        net = build_backbone(backbone, output_stride=output_stride)
     net.requires_grad_(True).train()
     base = fold_classes(data["name"], data["fold"], "train")
     source = make_source(data["name"], data.get("root"), "train", **(data.get("source") or {}))
@@ -87,7 +92,8 @@ def pretrain_backbone(
         f3 = net.layer3(net.layer2(net.layer1(net.layer0(images))))
         f4 = net.layer4(f3)
         loss = sum(
-            w * F.cross_entropy(
+            w
+            * F.cross_entropy(
                 F.interpolate(h(f), size=labels.shape[-2:], mode="bilinear", align_corners=True),
                 labels,
                 ignore_index=255,
@@ -99,8 +105,14 @@ def pretrain_backbone(
         optimizer.step()
         schedule.step()
         if step % 25 == 0 or step == steps - 1:
-            log.info("pretrain %s step %d/%d loss %.3f (%.0f s)", backbone, step + 1, steps,
-                     loss.item(), time.time() - start)
+            log.info(
+                "pretrain %s step %d/%d loss %.3f (%.0f s)",
+                backbone,
+                step + 1,
+                steps,
+                loss.item(),
+                time.time() - start,
+            )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

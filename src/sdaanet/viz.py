@@ -56,7 +56,9 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, pad: int =
         draw.text((pad + c * (w + pad), 2), title, fill=(0, 0, 0))
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
-            canvas.paste(Image.fromarray(panel), (pad + c * (w + pad), header + pad + r * (h + pad)))
+            canvas.paste(
+                Image.fromarray(panel), (pad + c * (w + pad), header + pad + r * (h + pad))
+            )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -230,7 +230,7 @@ class SyntheticSource(Source):
         for k, class_id in enumerate(classes):
             main = k == 0
             shape, texture = class_shape_texture(int(class_id))
-            size = rng.uniform(28.0, 44.0) if main else rng.uniform(16.0, 30.0)
+            size = rng.uniform(34.0, 50.0) if main else rng.uniform(18.0, 32.0)
             radius = size * math.sqrt(2.0 / SHAPE_AREAS[shape])
             margin = 0.6 * radius
             cx, cy = rng.uniform(margin, REF - margin, size=2)
