@@ -11,6 +11,7 @@ from sdaanet.data.sources.synthetic import (
     SYNTHETIC_CLASS_NAMES,
     TEXTURES,
     SyntheticSource,
+    class_colours,
     class_shape_texture,
 )
 
@@ -99,13 +100,21 @@ def test_shapes_differ_and_colours_are_shared():
             assert best < 0.9, (SHAPES[a], SHAPES[b], best)
     # classes 1 and 2 (striped-disc, pinstriped-square): compactness tells them apart
     assert _circularity(mask(0, 0.3)) > 1.2 * _circularity(mask(1, 0.3))
-    # colours come from one palette for every class: colour does not identify the class
+    # colour is a hint, never the answer: every colour pair is owned by exactly two classes,
+    # and two classes share at most one of shape, texture and colour pair
     used = {c: set() for c in range(1, 21)}
     for n in range(400):
         for inst in src.plan(n):
-            used[inst.class_id].update(inst.colors)
-    for c in (1, 2, 11):
-        assert len(used[c]) >= len(PALETTE) - 1
+            used[inst.class_id].add(frozenset(inst.colors))
+    assert all(len(pairs) == 1 for pairs in used.values())
+    owners = {}
+    for c, pairs in used.items():
+        owners.setdefault(next(iter(pairs)), []).append(c)
+    assert len(owners) == len(PALETTE) and all(len(v) == 2 for v in owners.values())
+    cues = {c: (*class_shape_texture(c), class_colours(c)) for c in range(1, 21)}
+    for a in range(1, 21):
+        for b in range(a + 1, 21):
+            assert sum(x == y for x, y in zip(cues[a], cues[b], strict=True)) <= 1, (a, b)
 
 
 def test_same_shape_different_texture_gives_different_pixels():

@@ -51,8 +51,17 @@ def test_one_epoch_fit_and_validate_logs_every_term(tmp_path):
 
 
 def test_optimizer_covers_only_non_backbone_parameters_with_poly_decay(tmp_path):
-    cfg = _cfg(tmp_path, "trainer.max_epochs=2")
+    # a best-checkpoint monitor that never improves after epoch 0: last.ckpt must still advance
+    cfg = _cfg(
+        tmp_path,
+        "trainer.max_epochs=2",
+        "callbacks.model_checkpoint.monitor=epoch",
+        "callbacks.model_checkpoint.mode=min",
+        "callbacks.model_checkpoint.filename=best",
+    )
     trainer, module, _ = fit(cfg)
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+    assert read_checkpoint(tmp_path / "checkpoints" / "best.ckpt")["global_step"] == 2
     opt = trainer.optimizers[0]
     assert isinstance(opt, torch.optim.SGD)
     ids = {id(p) for g in opt.param_groups for p in g["params"]}
@@ -142,3 +151,18 @@ def test_train_without_data_fails_fast_with_one_line(tmp_path):
     assert len(err) == 1, proc.stderr
     assert str(tmp_path / "pascal") in err[0] and "sdaanet-data pascal" in err[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_frozen_backbone_bn_keeps_its_statistics_through_fit(tmp_path):
+    cfg = _cfg(tmp_path, "backbone.freeze_bn=true")
+    trainer, module, _ = fit(cfg)
+    fresh = build_module(cfg).net.backbone.state_dict()
+    after = module.net.backbone.state_dict()
+    assert all(torch.equal(fresh[k], after[k]) for k in fresh if "running" in k)
+    bns = [m for m in module.net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns)
+
+    drifting = _cfg(tmp_path / "authors")  # the authors' code: BN statistics drift (D14)
+    _, module, _ = fit(drifting)
+    after = module.net.backbone.state_dict()
+    assert any(not torch.equal(fresh[k], after[k]) for k in fresh if "running_mean" in k)

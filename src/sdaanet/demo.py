@@ -2,6 +2,9 @@
 evaluate 1-shot on fold 0's novel classes against two references: the same network untrained,
 and PFENet's training-free prior mask thresholded at 0.5.
 
+No ImageNet weights can be downloaded everywhere, so the frozen backbone is first pre-trained on
+the base classes (`sdaanet.pretrain`, cached under `data/weights/`): the novel classes stay unseen.
+
 Writes the checkpoints, the metrics CSV, `demo_results.json` and `demo_episodes.png` into the
 run directory and prints the three novel-class class-mIoUs.
 """
@@ -9,6 +12,7 @@ run directory and prints the three novel-class class-mIoUs.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -23,6 +28,7 @@ from sdaanet.checkpoint import load_network_weights, read_checkpoint
 from sdaanet.config import compose_config
 from sdaanet.data.sources import DataNotFoundError
 from sdaanet.metrics import ClassMIoU, FBIoU
+from sdaanet.pretrain import pretrain_backbone
 from sdaanet.train import build_module, fit
 from sdaanet.viz import episode_row, save_grid
 
@@ -57,6 +63,11 @@ def run(overrides: list[str]) -> dict[str, object]:
     start = time.time()
     cfg = compose_config(["experiment=demo", *overrides])
     out = Path(cfg.paths.output_dir)
+    weights = cfg.backbone.weights
+    if weights and not Path(weights).is_file():
+        print(f"pre-training the {cfg.backbone.name} backbone on the base classes -> {weights}")
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        pretrain_backbone(cfg.backbone.name, data, weights, seed=cfg.seed, **cfg.pretrain)
 
     # the references: the untrained network (same seed, same init as training starts from)
     L.seed_everything(cfg.seed, workers=True)
@@ -65,9 +76,7 @@ def run(overrides: list[str]) -> dict[str, object]:
     loader = datamodule.test_dataloader()
     n = cfg.data.n_test_classes
 
-    ckpt = (
-        trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
-    )
+    ckpt = str(out / "checkpoints" / "last.ckpt")  # the final model, not one picked on novel classes
     load_network_weights(module.net, read_checkpoint(ckpt))
     results = {
         "trained": evaluate(network_predictor(module.net), loader, n),
@@ -111,6 +120,7 @@ def run(overrides: list[str]) -> dict[str, object]:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         run(sys.argv[1:])
     except DataNotFoundError as exc:

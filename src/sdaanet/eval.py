@@ -29,7 +29,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     load_network_weights(module.net, checkpoint)
-    trainer = build_trainer(cfg, callbacks=False)
+    trainer = build_trainer(cfg)
     trainer.test(module, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     out = Path(cfg.paths.output_dir)

@@ -38,10 +38,10 @@ def build_module(cfg: DictConfig) -> FewShotSegmentationModule:
     )
 
 
-def build_trainer(cfg: DictConfig, callbacks: bool = True) -> L.Trainer:
+def build_trainer(cfg: DictConfig) -> L.Trainer:
     """The Trainer of `cfg.trainer` with the configured loggers and callbacks."""
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] if callbacks else []
+    cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=cbs, plugins=[AtomicCheckpointIO()]
     )

@@ -161,6 +161,7 @@ class Backbone(nn.Module):
         self.layer0, self.layer1, self.layer2, self.layer3, self.layer4 = layers
         for p in self.parameters():
             p.requires_grad_(False)
+        self.train(self.training)  # frozen BNs start in eval mode: trainers may never call train()
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)

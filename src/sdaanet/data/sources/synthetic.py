@@ -1,10 +1,11 @@
 """The built-in synthetic dataset: procedurally drawn objects of 20 classes, no files needed.
 
-Every class is a distinct (shape, texture) pair; each of the 10 shapes and each of the 10 textures
-is used by exactly two classes, so neither the outline nor the texture alone names the class, and
-the novel classes of a fold are new combinations of shapes and textures seen in training. Colours
-come from one palette shared by all classes (jittered per instance), so colour carries no class
-information. Backgrounds are smooth colour noise with a faint brick pattern that no class uses.
+Every class is a distinct (shape, texture, colour pair) triple; each of the 10 shapes, each of
+the 10 textures and each of the 10 colour pairs is used by exactly two classes, and two classes
+share at most one of the three cues, so no single cue names the class (as in real categories,
+colour is a hint, not the answer) and the novel classes of a fold are new combinations of cues
+seen in training. Colours are jittered per instance and which colour of the pair draws the
+pattern is random. Backgrounds are smooth colour noise with a faint brick pattern no class uses.
 
 Image ``n`` of a split is a pure function of ``(seed, split, n)``: the *plan* (which objects,
 where, how big, how rotated, which colours) is drawn from ``default_rng([seed, split, n])`` and the
@@ -55,12 +56,20 @@ def class_shape_texture(class_id: int) -> tuple[int, int]:
     return shape, texture
 
 
+def class_colours(class_id: int) -> tuple[int, int]:
+    """The palette indices of a class's colour pair: pair k = (k, k+4 mod 10), used by class k+1
+    and class ((k+4) mod 10) + 11, whose shape and texture both differ from class k+1's."""
+    k = class_id - 1
+    pair = k % 10 if k < 10 else (k + 6) % 10
+    return pair, (pair + 4) % 10
+
+
 SYNTHETIC_CLASS_NAMES = tuple(
     f"{TEXTURES[t]}-{SHAPES[s]}"
     for s, t in (class_shape_texture(c) for c in range(1, NUM_SYNTHETIC_CLASSES + 1))
 )
 
-# one palette for every class (RGB); an instance draws two distinct entries and jitters them
+# the palette (RGB); a class owns a pair of entries (`class_colours`), jittered per instance
 PALETTE = np.array(
     [
         [220, 60, 50],
@@ -230,12 +239,12 @@ class SyntheticSource(Source):
         for k, class_id in enumerate(classes):
             main = k == 0
             shape, texture = class_shape_texture(int(class_id))
-            size = rng.uniform(34.0, 50.0) if main else rng.uniform(18.0, 32.0)
+            size = rng.uniform(34.0, 50.0) if main else rng.uniform(22.0, 36.0)
             radius = size * math.sqrt(2.0 / SHAPE_AREAS[shape])
             margin = 0.6 * radius
             cx, cy = rng.uniform(margin, REF - margin, size=2)
             angle = rng.uniform(0.0, 2 * math.pi)
-            colors = rng.choice(len(PALETTE), size=2, replace=False)
+            colors = rng.permutation(class_colours(int(class_id)))
             jitter = rng.integers(-25, 26, size=(2, 3))
             phase = rng.uniform(0.0, 60.0, size=2)
             shade = rng.uniform(-0.25, 0.25)

@@ -1,0 +1,43 @@
+"""Backbone pre-training on base classes (the demo's stand-in for ImageNet weights)."""
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from sdaanet import compose_config
+from sdaanet.data.folds import fold_classes
+from sdaanet.data.sources import make_source
+from sdaanet.models.backbones import build_backbone
+from sdaanet.pretrain import BaseClassPixels, pretrain_backbone
+
+
+def _data():
+    cfg = compose_config(["debug=tiny"])
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+def test_novel_class_pixels_become_background():
+    data = _data()
+    base = fold_classes("synthetic", 0, "train")
+    source = make_source("synthetic", None, "train", **data["source"])
+    pixels = BaseClassPixels(source, base, size=65, seed=0)
+    assert pixels.lut[0] == 0 and pixels.lut[255] == 255
+    assert [int(pixels.lut[c]) for c in base] == list(range(1, len(base) + 1))
+    assert all(pixels.lut[c] == 0 for c in range(1, 6))  # fold 0's novel classes
+    _, label = pixels[0]
+    assert set(np.unique(label.numpy())) <= set(range(len(base) + 1)) | {255}
+
+
+def test_pretrained_weights_are_written_and_load_into_the_dilated_backbone(tmp_path):
+    out = pretrain_backbone(
+        "resnet18", _data(), tmp_path / "w.pth", steps=2, batch_size=2, size=65
+    )
+    assert out.is_file() and not list(tmp_path.glob("*.tmp"))
+    saved = torch.load(out, weights_only=True)
+    loaded = build_backbone("resnet18", weights=out)  # output stride 8, same tensors
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    fresh = build_backbone("resnet18", output_stride=32)
+    assert any(
+        not torch.equal(fresh.state_dict()[k], saved[k]) for k in saved if k.endswith("weight")
+    )
