@@ -29,9 +29,7 @@ def test_novel_class_pixels_become_background():
 
 
 def test_pretrained_weights_are_written_and_load_into_the_dilated_backbone(tmp_path):
-    out = pretrain_backbone(
-        "resnet18", _data(), tmp_path / "w.pth", steps=2, batch_size=2, size=65
-    )
+    out = pretrain_backbone("resnet18", _data(), tmp_path / "w.pth", steps=2, batch_size=2, size=65)
     assert out.is_file() and not list(tmp_path.glob("*.tmp"))
     saved = torch.load(out, weights_only=True)
     loaded = build_backbone("resnet18", weights=out)  # output stride 8, same tensors

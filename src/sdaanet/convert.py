@@ -205,9 +205,7 @@ def convert_authors_checkpoint(
         )
     arch = infer_architecture(state)
     if source is not None and source != arch["name"]:
-        raise ValueError(
-            f"source={source!r} but the keys say {arch['name']!r}: {arch['evidence']}"
-        )
+        raise ValueError(f"source={source!r} but the keys say {arch['name']!r}: {arch['evidence']}")
     scales = list(PASCAL_PPM_SCALES if ppm_scales is None else ppm_scales)
     if len(scales) != arch["n_bins"]:
         raise ValueError(

@@ -76,7 +76,7 @@ def run(overrides: list[str]) -> dict[str, object]:
     loader = datamodule.test_dataloader()
     n = cfg.data.n_test_classes
 
-    ckpt = str(out / "checkpoints" / "last.ckpt")  # the final model, not one picked on novel classes
+    ckpt = str(out / "checkpoints" / "last.ckpt")  # the final model, not picked on novel classes
     load_network_weights(module.net, read_checkpoint(ckpt))
     results = {
         "trained": evaluate(network_predictor(module.net), loader, n),

@@ -128,7 +128,8 @@ def download(name: str, cache: str | Path | None = None) -> Path:
             with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=TIMEOUT_S) as r:
                 shutil.copyfileobj(r, f, 1 << 20)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            plain = isinstance(exc, urllib.error.HTTPError) or not hasattr(exc, "reason")
+            reason = exc if plain else exc.reason  # "HTTP Error 404: Not Found" / DNS failure
             raise WeightsError(
                 f"cannot download {url} ({reason}); download it on a machine with internet "
                 f"access and pass backbone.weights=<file> instead"
