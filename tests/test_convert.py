@@ -12,7 +12,8 @@ from sdaanet.checkpoint import load_network_weights
 from sdaanet.convert import convert_authors_checkpoint, eval_command, main
 from sdaanet.models import AUTHORS_KEY_PREFIXES, build_model
 
-KEYS_DIR = Path("/work/shared/reference/state-dict-keys")
+# the shared/ folder beside the checkout (skipped where absent)
+KEYS_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state-dict-keys"
 INVERSE = {ours: theirs for theirs, ours in AUTHORS_KEY_PREFIXES.items()}
 TINY = {"backbone": "resnet18", "reduce_dim": 16, "ppm_scales": [60, 30, 15, 8]}
 

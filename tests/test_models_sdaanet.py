@@ -10,7 +10,8 @@ from sdaanet.models import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetOutput, build_m
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
 
-KEYS_DIR = Path("/work/shared/reference/state-dict-keys")
+# the shared/ folder beside the checkout (skipped where absent)
+KEYS_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state-dict-keys"
 SMALL = {"backbone": "resnet18", "reduce_dim": 16, "ppm_scales": [9, 5, 3, 2]}
 
 
