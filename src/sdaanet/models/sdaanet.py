@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .backbones import Backbone
 from .layers import FEMDecoder, PriorMask, masked_gap, resize, segmentation_ce
 from .saam import SAAM
-from .sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, SDPM, TEACHERS
+from .sdpm import SDPM, check_switches
 
 MIN_SIZE = 65
 
@@ -93,13 +93,7 @@ class SDAANet(nn.Module):
         mask_eps: float = 5e-4,
     ) -> None:
         super().__init__()
-        for value, allowed, name in [
-            (teacher, TEACHERS, "teacher"),
-            (kshot_strategy, KSHOT_STRATEGIES, "kshot_strategy"),
-            (query_reweight, QUERY_REWEIGHTS, "query_reweight"),
-        ]:
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}; expected one of {allowed}")
+        check_switches(teacher, kshot_strategy, query_reweight)
         if reduce_dim < 4 or reduce_dim % 4:
             raise ValueError(f"reduce_dim must be a positive multiple of 4, got {reduce_dim}")
         if not ppm_scales:

@@ -33,6 +33,17 @@ KSHOT_STRATEGIES = ("official", "separate", "integral")
 QUERY_REWEIGHTS = ("code", "paper")
 
 
+def check_switches(teacher: str, kshot_strategy: str, query_reweight: str) -> None:
+    """ValueError naming the first switch whose value is not one of its choices."""
+    for value, allowed, name in [
+        (teacher, TEACHERS, "teacher"),
+        (kshot_strategy, KSHOT_STRATEGIES, "kshot_strategy"),
+        (query_reweight, QUERY_REWEIGHTS, "query_reweight"),
+    ]:
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r}; expected one of {allowed}")
+
+
 def reweight(a: Tensor) -> Tensor:
     """Eq. 3 fusion: (v * F + F) / 2 = F * (v + 1) / 2, i.e. the factor a' = (a + 1) / 2."""
     return (a + 1.0) / 2.0
@@ -76,13 +87,7 @@ class SDPM(nn.Module):
         mask_eps: float = 5e-4,
     ) -> None:
         super().__init__()
-        for value, allowed, name in [
-            (teacher, TEACHERS, "teacher"),
-            (kshot_strategy, KSHOT_STRATEGIES, "kshot_strategy"),
-            (query_reweight, QUERY_REWEIGHTS, "query_reweight"),
-        ]:
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}; expected one of {allowed}")
+        check_switches(teacher, kshot_strategy, query_reweight)
         self.teacher = teacher
         self.kshot_strategy = kshot_strategy
         self.query_reweight = query_reweight

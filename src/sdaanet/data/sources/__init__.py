@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from sdaanet.data.sources.base import DataNotFoundError, Source, label_areas
-from sdaanet.data.sources.coco import COCO_LISTS, CocoSource, coco_prepare_hint
-from sdaanet.data.sources.listfile import ListSource
-from sdaanet.data.sources.pascal import PASCAL_LISTS, PascalSource, pascal_prepare_hint
+from sdaanet.data.sources.coco import COCO_LISTS, CocoSource
+from sdaanet.data.sources.listfile import ListSource, prepare_hint
+from sdaanet.data.sources.pascal import PASCAL_LISTS, PascalSource
 from sdaanet.data.sources.synthetic import SyntheticSource
 
 SOURCES = {"synthetic": SyntheticSource, "pascal": PascalSource, "coco": CocoSource}
-_LISTS = {"pascal": (PASCAL_LISTS, pascal_prepare_hint), "coco": (COCO_LISTS, coco_prepare_hint)}
+_LISTS = {"pascal": PASCAL_LISTS, "coco": COCO_LISTS}
 
 
 def make_source(name: str, root: str | os.PathLike | None, split: str, **options: Any) -> Source:
@@ -49,7 +49,7 @@ def check_source(
         raise ValueError(f"unknown data source {name!r}; expected one of {sorted(SOURCES)}")
     if root is None:
         raise ValueError(f"data.root must be set for {name}")
-    defaults, hint = _LISTS[name]
+    defaults = _LISTS[name]
     root_path = Path(root).expanduser()
     missing = None
     if not root_path.is_dir():
@@ -64,7 +64,8 @@ def check_source(
                 break
     if missing is not None:
         raise DataNotFoundError(
-            f"{name} data not found: {missing} is missing; prepare it with: {hint(root)}"
+            f"{name} data not found: {missing} is missing; "
+            f"prepare it with: {prepare_hint(name, root)}"
         )
 
 

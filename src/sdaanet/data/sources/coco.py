@@ -13,10 +13,8 @@ from the files present. Converting the COCO json annotations into the PNGs is no
 
 from __future__ import annotations
 
-import os
-
 from sdaanet.data.folds import COCO_CLASS_NAMES
-from sdaanet.data.sources.listfile import ListSource
+from sdaanet.data.sources.listfile import SplitListSource
 
 COCO_LISTS = {
     "train": "lists/coco/train_data_list.txt",
@@ -28,32 +26,9 @@ COCO_DIRS = {
 }
 
 
-def coco_prepare_hint(root: str | os.PathLike) -> str:
-    return f"sdaanet-data coco --root {root}"
-
-
-class CocoSource(ListSource):
+class CocoSource(SplitListSource):
     name = "coco"
     num_classes = 80
     class_names = COCO_CLASS_NAMES
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        split: str = "train",
-        list_file: str | None = None,
-        cache: bool = True,
-        num_threads: int = 8,
-    ) -> None:
-        if list_file is None:
-            if split not in COCO_LISTS:
-                raise ValueError(f"split must be one of {sorted(COCO_LISTS)}, got {split!r}")
-            list_file = COCO_LISTS[split]
-        self.split = split
-        super().__init__(
-            root,
-            list_file,
-            prepare_hint=coco_prepare_hint(root),
-            cache=cache,
-            num_threads=num_threads,
-        )
+    default_lists = COCO_LISTS

@@ -183,3 +183,37 @@ class ListSource(Source):
             return [areas_of(i) for i in range(len(self.pairs))]
         with ThreadPoolExecutor(self.num_threads) as pool:
             return list(pool.map(areas_of, range(len(self.pairs))))
+
+
+def prepare_hint(name: str, root: str | os.PathLike) -> str:
+    """The command that prepares dataset ``name`` under ``root``."""
+    return f"sdaanet-data {name} --root {root}"
+
+
+class SplitListSource(ListSource):
+    """A ListSource whose list file defaults per split (``default_lists``, relative to root)."""
+
+    default_lists: dict[str, str] = {}
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        list_file: str | None = None,
+        cache: bool = True,
+        num_threads: int = 8,
+    ) -> None:
+        if list_file is None:
+            if split not in self.default_lists:
+                raise ValueError(
+                    f"split must be one of {sorted(self.default_lists)}, got {split!r}"
+                )
+            list_file = self.default_lists[split]
+        self.split = split
+        super().__init__(
+            root,
+            list_file,
+            prepare_hint=prepare_hint(self.name, root),
+            cache=cache,
+            num_threads=num_threads,
+        )

@@ -13,10 +13,8 @@ List lines read ``JPEGImages/<id>.jpg SegmentationClassAug/<id>.png``. ``sdaanet
 
 from __future__ import annotations
 
-import os
-
 from sdaanet.data.folds import VOC_CLASS_NAMES
-from sdaanet.data.sources.listfile import ListSource
+from sdaanet.data.sources.listfile import SplitListSource
 
 PASCAL_LISTS = {
     "train": "lists/pascal/voc_sbd_merge_noduplicate.txt",
@@ -25,32 +23,9 @@ PASCAL_LISTS = {
 PASCAL_REQUIRED_DIRS = ("JPEGImages", "SegmentationClassAug")
 
 
-def pascal_prepare_hint(root: str | os.PathLike) -> str:
-    return f"sdaanet-data pascal --root {root}"
-
-
-class PascalSource(ListSource):
+class PascalSource(SplitListSource):
     name = "pascal"
     num_classes = 20
     class_names = VOC_CLASS_NAMES
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        split: str = "train",
-        list_file: str | None = None,
-        cache: bool = True,
-        num_threads: int = 8,
-    ) -> None:
-        if list_file is None:
-            if split not in PASCAL_LISTS:
-                raise ValueError(f"split must be one of {sorted(PASCAL_LISTS)}, got {split!r}")
-            list_file = PASCAL_LISTS[split]
-        self.split = split
-        super().__init__(
-            root,
-            list_file,
-            prepare_hint=pascal_prepare_hint(root),
-            cache=cache,
-            num_threads=num_threads,
-        )
+    default_lists = PASCAL_LISTS
