@@ -166,3 +166,13 @@ def test_frozen_backbone_bn_keeps_its_statistics_through_fit(tmp_path):
     _, module, _ = fit(drifting)
     after = module.net.backbone.state_dict()
     assert any(not torch.equal(fresh[k], after[k]) for k in fresh if "running_mean" in k)
+
+
+def test_default_loggers_write_an_offline_wandb_run_and_csv(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline comes from the config itself
+    cfg = _cfg(tmp_path)
+    cfg.logger.wandb = compose_config([]).logger.wandb  # debug=tiny drops it; the default has it
+    assert cfg.logger.wandb.offline is True
+    run(cfg)
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
