@@ -9,15 +9,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
-IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
+from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+MEAN_255 = np.array(IMAGENET_MEAN) * 255
+STD_255 = np.array(IMAGENET_STD) * 255
 GREEN = (0, 200, 0)
 RED = (230, 30, 30)
 
 
 def denormalize(image: Tensor) -> np.ndarray:
     """(3,H,W) ImageNet-normalised tensor -> (H,W,3) uint8 RGB."""
-    rgb = image.detach().cpu().permute(1, 2, 0).numpy() * IMAGENET_STD + IMAGENET_MEAN
+    rgb = image.detach().cpu().permute(1, 2, 0).numpy() * STD_255 + MEAN_255
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
