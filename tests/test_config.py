@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from sdaanet import compose_config
 from sdaanet.config import CONF_DIR
 
+PASCAL_DM = "sdaanet.data.modules.PascalDataModule"
 GROUPS = ["data", "model", "backbone", "trainer", "logger", "callbacks", "debug", "paths", "eval"]
 
 
@@ -48,7 +49,7 @@ def test_experiments_hold_only_what_differs():
     table4 = compose_config(["experiment=table4_sdpm"])
     table1 = compose_config(["experiment=table1_sdaanet"])
     assert table4.model.saam is False and table1.model.saam is True
-    assert table4.model.sdpm is True and table4.data.name == table1.data.name == "pascal"
+    assert table4.model.sdpm is True and table4.data._target_ == table1.data._target_ == PASCAL_DM
     baseline = compose_config(["experiment=table1_baseline"])
     assert baseline.model.sdpm is False and baseline.model.saam is False
     coco = compose_config(["experiment=table2_sdaanet"])

@@ -7,14 +7,17 @@ import torch
 from omegaconf import OmegaConf
 
 from sdaanet.data.datamodule import EpisodicDataModule
+from sdaanet.data.modules import CocoDataModule, PascalDataModule, SyntheticDataModule
 from sdaanet.data.sources import DataNotFoundError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 REQUIRED = {
-    "_target_", "name", "root", "fold", "ppm_scales", "n_test_classes", "train_size", "val_size",
-    "batch_size", "val_batch_size", "num_workers", "val_episodes", "val_seed", "train_episodes",
-    "pin_memory",
+    "_target_", "fold", "ways", "ppm_scales", "train_size", "val_size", "batch_size",
+    "val_batch_size", "num_workers", "val_episodes", "val_seed", "train_episodes", "pin_memory",
+    "min_area", "train_transform", "val_transform", "strict_query_classes", "drop_novel_images",
+    "return_raw_label", "source",
 }  # fmt: skip
+N_TEST = {"synthetic": 5, "pascal": 5, "coco": 20}
 
 
 def load(name, tmp_path, **overrides):
@@ -25,18 +28,20 @@ def load(name, tmp_path, **overrides):
     return cfg
 
 
-@pytest.mark.parametrize("name", ["synthetic", "pascal", "coco"])
+@pytest.mark.parametrize("name", ["synthetic", "pascal", "coco", "fss1000", "folder"])
 def test_configs_have_the_shared_keys_and_instantiate(name, tmp_path):
     cfg = load(name, tmp_path)
     assert REQUIRED <= set(cfg.data.keys())
     dm = hydra.utils.instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed)
-    assert isinstance(dm, EpisodicDataModule)
-    assert dm.shot == 1 and dm.seed == 7 and len(dm.val_classes) == cfg.data.n_test_classes
+    assert isinstance(dm, EpisodicDataModule) and dm.name == name
+    assert dm.shot == 1 and dm.seed == 7
+    if name in N_TEST:  # the others read their classes from the files
+        assert dm.n_test_classes == N_TEST[name]
     if name != "synthetic":
-        assert dm.root == str(tmp_path / name)
+        assert dm.root == tmp_path / name
 
 
-@pytest.mark.parametrize("name", ["pascal", "coco"])
+@pytest.mark.parametrize("name", ["pascal", "coco", "fss1000", "folder"])
 def test_missing_data_fails_fast_with_one_line(name, tmp_path):
     cfg = load(name, tmp_path)
     dm = hydra.utils.instantiate(cfg.data, shot=1, seed=0)
@@ -45,7 +50,9 @@ def test_missing_data_fails_fast_with_one_line(name, tmp_path):
         dm.check()
     assert time.perf_counter() - t < 0.5
     msg = str(err.value)
-    assert "\n" not in msg and str(tmp_path / name) in msg and f"sdaanet-data {name}" in msg
+    assert "\n" not in msg and str(tmp_path / name) in msg
+    if name != "fss1000":  # FSS-1000 needs no preparation: the message names its layout
+        assert f"sdaanet-data {name}" in msg
     with pytest.raises(DataNotFoundError):
         dm.setup("fit")
 
@@ -75,20 +82,32 @@ def test_synthetic_datamodule_end_to_end(tmp_path):
     assert b["query_image"].shape == (4, 3, 33, 33)
     assert b["support_images"].shape == (4, 2, 3, 33, 33)
     assert b["support_masks"].shape == (4, 2, 33, 33) and b["query_mask"].dtype == torch.int64
-    assert set(b["class_id"].tolist()) <= set(dm.train_classes)
+    assert set(b["class_id"].tolist()) <= set(dm.split_classes("train"))
     train.sampler.set_epoch(1)
     assert next(iter(train))["episode_index"].tolist() == [10, 11, 12, 13]
     val = list(dm.val_dataloader())
     assert [len(v["class_id"]) for v in val] == [3, 3, 1]
-    assert set(torch.cat([v["class_id"] for v in val]).tolist()) <= set(dm.val_classes)
+    assert set(torch.cat([v["class_id"] for v in val]).tolist()) <= set(dm.split_classes("val"))
     test = list(dm.test_dataloader())
     for v, t in zip(val, test, strict=True):
         assert torch.equal(v["query_image"], t["query_image"])
-    assert dm.class_names[0] == "striped-disc"
+    assert dm.class_names[1] == "striped-disc"
 
 
 def test_bad_config_values():
-    with pytest.raises(ValueError, match="fold"):
-        EpisodicDataModule("synthetic", fold=4)
-    with pytest.raises(ValueError, match="n_test_classes"):
-        EpisodicDataModule("coco", root="x", n_test_classes=5)
+    with pytest.raises(ValueError, match=r"fold must be an integer in 0\.\.3, got 4"):
+        SyntheticDataModule(fold=4)
+    with pytest.raises(ValueError, match="fold_style"):
+        CocoDataModule(root="x", fold_style="random")
+    with pytest.raises(ValueError, match=r"val_transform must be one of \['val', 'val_pad'"):
+        SyntheticDataModule(val_transform="train")
+    with pytest.raises(ValueError, match="data.root must be set for pascal"):
+        PascalDataModule(root=None)
+
+
+def test_coco_fold_styles_select_the_digest_classes():
+    interleaved = CocoDataModule(root="x", fold=1)
+    assert interleaved.split_classes("val") == list(range(2, 81, 4))
+    contiguous = CocoDataModule(root="x", fold=1, fold_style="contiguous")
+    assert contiguous.split_classes("test") == list(range(21, 41))
+    assert len(contiguous.split_classes("train")) == 60

@@ -85,10 +85,11 @@ def test_episode_rules(train_src, val_src):
         seen = set()
         for key in range(3 * len(ds)):
             p = ds.plan(key)
-            assert p.class_id in classes and classes[p.class_index] == p.class_id
+            assert p.class_id in classes and classes[p.class_indices[0]] == p.class_id
             assert p.class_id in areas[p.query]  # the query holds the class
-            assert len(set(p.supports)) == 3 and p.query not in p.supports
-            for s in p.supports:
+            (supports,) = p.supports
+            assert len(set(supports)) == 3 and p.query not in supports
+            for s in supports:
                 assert areas[s].get(p.class_id, 0) >= MIN_AREA
             seen.add(p.class_id)
             if not train:
@@ -135,8 +136,9 @@ def test_workers_do_not_change_episodes(train_src):
 
 
 def test_too_few_images_for_the_shot_is_a_clear_error(val_src):
-    with pytest.raises(ValueError, match=r"30-shot episodes need >= 31 images per class"):
-        make(val_src, train=False, shot=30)
+    with pytest.raises(ValueError, match=r"in >= 31 images; nothing to build episodes from"):
+        with pytest.warns(UserWarning, match=r"fewer than shot\+1 = 31"):
+            make(val_src, train=False, shot=30)
 
 
 def test_raw_label_option(val_src):

@@ -33,10 +33,14 @@ def test_class_miou_sums_over_episodes_before_dividing():
     assert metric.per_class()[0].item() != pytest.approx((0.5 + 0.75) / 2)
 
 
-def test_class_miou_counts_undrawn_class_as_zero_and_rejects_bad_index():
+def test_class_miou_leaves_undrawn_classes_out_and_rejects_bad_index():
     metric = ClassMIoU(n_classes=5)
-    metric.update(*_episode([[1, 0]], [[1, 0]]), torch.tensor([2]))
-    assert metric.compute().item() == pytest.approx(1 / 5)
+    metric.update(*_episode([[1, 0]], [[1, 0]]), torch.tensor([2]))  # IoU 1
+    metric.update(*_episode([[1, 1]], [[1, 0]]), torch.tensor([4]))  # IoU 1/2
+    per_class = metric.per_class()
+    assert per_class[[2, 4]].tolist() == [pytest.approx(1.0), pytest.approx(0.5)]
+    assert per_class[[0, 1, 3]].isnan().all()  # never drawn
+    assert metric.compute().item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="class_index"):
         metric.update(*_episode([[1, 0]], [[1, 0]]), torch.tensor([5]))
 

@@ -2,24 +2,21 @@
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from sdaanet import compose_config
 from sdaanet.data.folds import fold_classes
-from sdaanet.data.sources import make_source
 from sdaanet.models.backbones import build_backbone
 from sdaanet.pretrain import BaseClassPixels, pretrain_backbone
+from sdaanet.train import build_datamodule
 
 
 def _data():
-    cfg = compose_config(["debug=tiny"])
-    return OmegaConf.to_container(cfg.data, resolve=True)
+    return build_datamodule(compose_config(["debug=tiny"]))
 
 
 def test_novel_class_pixels_become_background():
-    data = _data()
     base = fold_classes("synthetic", 0, "train")
-    source = make_source("synthetic", None, "train", **data["source"])
+    source = _data().make_source("train")
     pixels = BaseClassPixels(source, base, size=65, seed=0)
     assert pixels.lut[0] == 0 and pixels.lut[255] == 255
     assert [int(pixels.lut[c]) for c in base] == list(range(1, len(base) + 1))

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -29,7 +28,7 @@ from sdaanet.config import compose_config
 from sdaanet.data.sources import DataNotFoundError
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.pretrain import pretrain_backbone
-from sdaanet.train import build_module, fit
+from sdaanet.train import build_datamodule, build_module, fit
 from sdaanet.viz import episode_row, save_grid
 
 Predict = Callable[[dict[str, Tensor]], Tensor]
@@ -66,15 +65,15 @@ def run(overrides: list[str]) -> dict[str, object]:
     weights = cfg.backbone.weights
     if weights and not Path(weights).is_file():
         print(f"pre-training the {cfg.backbone.name} backbone on the base classes -> {weights}")
-        data = OmegaConf.to_container(cfg.data, resolve=True)
-        pretrain_backbone(cfg.backbone.name, data, weights, seed=cfg.seed, **cfg.pretrain)
+        datamodule = build_datamodule(cfg)
+        pretrain_backbone(cfg.backbone.name, datamodule, weights, seed=cfg.seed, **cfg.pretrain)
 
     # the references: the untrained network (same seed, same init as training starts from)
     L.seed_everything(cfg.seed, workers=True)
     untrained = build_module(cfg).net
     trainer, module, datamodule = fit(cfg)
     loader = datamodule.test_dataloader()
-    n = cfg.data.n_test_classes
+    n = datamodule.n_test_classes
 
     ckpt = str(out / "checkpoints" / "last.ckpt")  # the final model, not picked on novel classes
     load_network_weights(module.net, read_checkpoint(ckpt))

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from sdaanet.checkpoint import CheckpointError, load_network_weights, read_checkpoint
 from sdaanet.config import CONF_DIR, register_resolvers
-from sdaanet.data.sources import DataNotFoundError
+from sdaanet.data.sources import DataError, DataNotFoundError
 from sdaanet.train import build_datamodule, build_module, build_trainer
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     checkpoint = read_checkpoint(cfg.ckpt_path)
     datamodule = build_datamodule(cfg, stage="test")
     L.seed_everything(cfg.seed, workers=True)
-    module = build_module(cfg)
+    module = build_module(cfg, datamodule)
     load_network_weights(module.net, checkpoint)
     trainer = build_trainer(cfg)
     trainer.test(module, datamodule=datamodule)
@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except (DataNotFoundError, CheckpointError) as exc:
+    except (DataNotFoundError, DataError, CheckpointError) as exc:
         raise SystemExit(f"error: {exc}") from None
     return metrics.get("test/class_miou")
 

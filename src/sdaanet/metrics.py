@@ -32,7 +32,9 @@ def episode_counts(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 class ClassMIoU(Metric):
     """Foreground IoU per novel class over all episodes, averaged over the fold's `n_classes`.
 
-    IoU_c = sum I_c / (sum U_c + 1e-10); a class never drawn counts as 0, as in the authors' code.
+    IoU_c = sum I_c / (sum U_c + 1e-10). The mean runs over the classes drawn in at least one
+    episode: the authors count a never-drawn class as 0, which their 1000/4000 episodes never hit
+    (every class is drawn), but a short run or a class left out for having too few images would.
     """
 
     full_state_update = False
@@ -42,6 +44,7 @@ class ClassMIoU(Metric):
         self.n_classes = n_classes
         self.add_state("inter", torch.zeros(n_classes, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("union", torch.zeros(n_classes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("drawn", torch.zeros(n_classes, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor, class_index: Tensor) -> None:
         if class_index.min() < 0 or class_index.max() >= self.n_classes:
@@ -49,12 +52,15 @@ class ClassMIoU(Metric):
         inter, union = episode_counts(preds, target)
         self.inter.index_add_(0, class_index, inter[:, 1].double())
         self.union.index_add_(0, class_index, union[:, 1].double())
+        self.drawn.index_add_(0, class_index, torch.ones_like(class_index, dtype=torch.float64))
 
     def per_class(self) -> Tensor:
-        return self.inter / (self.union + 1e-10)
+        """IoU of every class (NaN for a class never drawn)."""
+        iou = self.inter / (self.union + 1e-10)
+        return torch.where(self.drawn > 0, iou, torch.nan)
 
     def compute(self) -> Tensor:
-        return self.per_class().mean().float()
+        return self.per_class().nanmean().float()
 
 
 class FBIoU(Metric):

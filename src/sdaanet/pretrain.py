@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sdaanet.data.folds import fold_classes
-from sdaanet.data.sources import make_source
+from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.transforms import build_transform
 from sdaanet.models.backbones import build_backbone
 
@@ -53,7 +52,7 @@ class BaseClassPixels(Dataset):
 
 def pretrain_backbone(
     backbone: str,
-    data: dict[str, Any],
+    datamodule: EpisodicDataModule,
     out: str | os.PathLike,
     steps: int = 150,
     batch_size: int = 16,
@@ -62,7 +61,7 @@ def pretrain_backbone(
     output_stride: int = 32,
     seed: int = 0,
 ) -> Path:
-    """Train `backbone` on the base classes of `data` (a data config) and save it to `out`.
+    """Train `backbone` on the base classes of `datamodule`'s fold and save it to `out`.
 
     `output_stride=32` trains the plain (undilated) ResNet, as ImageNet weights are trained,
     at a fraction of the cost; the weights are the same tensors that SD-AANet then dilates.
@@ -72,8 +71,8 @@ def pretrain_backbone(
         warnings.simplefilter("ignore", UserWarning)  # random init is the point here
         net = build_backbone(backbone, output_stride=output_stride)
     net.requires_grad_(True).train()
-    base = fold_classes(data["name"], data["fold"], "train")
-    source = make_source(data["name"], data.get("root"), "train", **(data.get("source") or {}))
+    base = datamodule.split_classes("train")
+    source = datamodule.make_source("train")
     dataset = BaseClassPixels(source, base, size, seed)
     with torch.no_grad():
         width3 = net.mid(torch.zeros(2, 3, size, size))[0].shape[1]

@@ -11,14 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.checkpoint import AtomicCheckpointIO
 from sdaanet.config import CONF_DIR, register_resolvers
-from sdaanet.data.sources import DataNotFoundError
+from sdaanet.data.datamodule import EpisodicDataModule
+from sdaanet.data.sources import DataError, DataNotFoundError
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.models import build_model
 
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDataModule:
+def build_datamodule(cfg: DictConfig, stage: str | None = None) -> EpisodicDataModule:
     """The episodic datamodule of `cfg.data`; raises DataNotFoundError before any heavy work.
 
     `stage=None` checks the files of every split, `"test"` only those of the test episodes.
@@ -28,12 +29,17 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> L.LightningDa
     return datamodule
 
 
-def build_module(cfg: DictConfig) -> FewShotSegmentationModule:
-    """The network of `cfg.model` wrapped in the LightningModule with the optimiser settings."""
+def build_module(
+    cfg: DictConfig, datamodule: EpisodicDataModule | None = None
+) -> FewShotSegmentationModule:
+    """The network of `cfg.model` wrapped in the LightningModule with the optimiser settings;
+    the metrics average over the novel classes of the fold (`datamodule`, else `cfg.data`'s)."""
+    if datamodule is None:
+        datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
     return FewShotSegmentationModule(
         build_model(cfg.model),
         model_cfg=OmegaConf.to_container(cfg.model, resolve=True),
-        n_test_classes=cfg.data.n_test_classes,
+        n_test_classes=datamodule.n_test_classes,
         **cfg.get("optimizer", {}),
     )
 
@@ -51,7 +57,7 @@ def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.Lightn
     """Seed, build and fit as configured (resuming from `cfg.ckpt_path` if set)."""
     datamodule = build_datamodule(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    module = build_module(cfg)
+    module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg)
     log.info("output dir: %s", cfg.paths.output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -72,7 +78,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except DataNotFoundError as exc:
+    except (DataNotFoundError, DataError) as exc:
         raise SystemExit(f"error: {exc}") from None
     return metrics.get("val/class_miou")
 

@@ -1,31 +1,52 @@
-"""Episodic few-shot data: fold splits, sources, episodes, transforms and the datamodule."""
+"""Episodic few-shot data: fold splits, sources, episodes, transforms and the datamodules."""
 
-from sdaanet.data.episodes import EpisodeDataset, EpisodeIndex, EpisodeSampler, build_index
-from sdaanet.data.folds import class_names, fold_classes, novel_classes
-from sdaanet.data.sources import DataNotFoundError, make_source
+from sdaanet.data.episodes import (
+    EpisodeDataset,
+    EpisodeIndex,
+    EpisodeSampler,
+    build_index,
+    collate_episodes,
+)
+from sdaanet.data.folds import class_names, fold_classes, novel_classes, rule_folds
+from sdaanet.data.sources import DataError, DataNotFoundError
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
+DATAMODULES = (
+    "EpisodicDataModule",
+    "SyntheticDataModule",
+    "PascalDataModule",
+    "CocoDataModule",
+    "FSS1000DataModule",
+    "FolderDataModule",
+)
+
 __all__ = [
+    *DATAMODULES,
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "DataError",
     "DataNotFoundError",
     "EpisodeDataset",
     "EpisodeIndex",
     "EpisodeSampler",
-    "EpisodicDataModule",
     "build_index",
     "build_transform",
     "class_names",
+    "collate_episodes",
     "fold_classes",
-    "make_source",
     "novel_classes",
+    "rule_folds",
 ]
 
 
 def __getattr__(name: str):
-    # the datamodule pulls in Lightning; import it only when asked for
-    if name == "EpisodicDataModule":
-        from sdaanet.data.datamodule import EpisodicDataModule
+    # the datamodules pull in Lightning; import them only when asked for
+    if name in DATAMODULES:
+        from sdaanet.data import modules
 
-        return EpisodicDataModule
+        if name == "EpisodicDataModule":
+            from sdaanet.data.datamodule import EpisodicDataModule
+
+            return EpisodicDataModule
+        return getattr(modules, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

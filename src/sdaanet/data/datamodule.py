@@ -1,16 +1,18 @@
-"""One LightningDataModule for every source, built by Hydra from ``conf/data/<name>.yaml``::
+"""The episodic LightningDataModule: one subclass per dataset (``sdaanet.data.modules``), built by
+Hydra from ``conf/data/<name>.yaml``::
 
     dm = hydra.utils.instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed)
     dm.check()          # optional: one-line DataNotFoundError in milliseconds if data is missing
 
 Training episodes use ``seed`` (new draws every epoch via ``EpisodeSampler.set_epoch``);
-validation/test episodes use ``val_seed`` and are the same every epoch and every run.
-Under DDP, set Lightning's ``use_distributed_sampler=False``: the samplers shard themselves.
+validation/test episodes use ``val_seed`` and are the same every epoch, every run, for any
+``num_workers`` and any DDP world size (the samplers shard themselves: set Lightning's
+``use_distributed_sampler=False``).
 """
 
 from __future__ import annotations
 
-import os
+import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,39 +20,38 @@ import cv2
 import lightning as L
 from torch.utils.data import DataLoader
 
-from sdaanet.data.episodes import EpisodeDataset, EpisodeSampler
-from sdaanet.data.folds import class_names as dataset_class_names
-from sdaanet.data.folds import fold_classes
-from sdaanet.data.sources import check_source, make_source
-from sdaanet.data.transforms import build_transform
+from sdaanet.data.episodes import EpisodeDataset, EpisodeSampler, collate_episodes
+from sdaanet.data.sources.base import Source
+from sdaanet.data.transforms import RECIPES, build_transform
+
+SPLITS = ("train", "val", "test")
 
 
 def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)  # workers are the parallelism; avoid oversubscribing the cores
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """OmegaConf containers (Hydra passes them through) -> plain Python."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf import DictConfig, ListConfig, OmegaConf
 
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
     return value
 
 
-class EpisodicDataModule(L.LightningDataModule):
-    """Episodic train/val/test loaders over one source and fold.
+class EpisodicDataModule(L.LightningDataModule, abc.ABC):
+    """Episodic train/val/test loaders over one dataset and fold.
+
+    Subclasses say which files make a split (``make_source``), which classes each split targets
+    (``split_classes``) and how to check the files exist (``check``).
 
     Args:
-        name: source name: ``synthetic``, ``pascal`` or ``coco``.
-        root: dataset root (unused by ``synthetic``).
-        fold: fold 0-3; its novel classes are validated/tested, the others trained on.
-        shot: supports per episode (from the top-level config).
+        fold: the fold whose novel classes are validated/tested; the others are trained on.
+        shot: supports per class (from the top-level config).
         seed: training episode seed (from the top-level config).
-        ppm_scales, n_test_classes: read by the model / metrics; stored here unchanged.
+        ways: classes per episode (1: the paper's binary episodes; N: multi-class mode).
+        ppm_scales: read by the model; stored here unchanged.
         train_size, val_size: square side in pixels of training / validation inputs.
         batch_size, val_batch_size: episodes per batch.
         num_workers: DataLoader workers (persistent when > 0).
@@ -59,24 +60,25 @@ class EpisodicDataModule(L.LightningDataModule):
         train_episodes: training episodes per epoch (None: one per training query).
         pin_memory: DataLoader ``pin_memory``.
         min_area: minimum class area (pixels, original resolution) for the index (digest §4.2).
-        train_transform: training recipe (``transforms.RECIPES``).
-        resized_val: warp-resize validation inputs (True, the authors' default) or shrink and pad
-            top-left (False, ``test_Resize``).
-        use_split_coco: COCO-20i interleaved folds (the authors' setting) or contiguous ones.
+        train_transform: ``train`` (the authors' recipe) or ``train_paper``.
+        val_transform: ``val`` (the authors' warp), ``val_pad`` (the authors' ``test_Resize``) or
+            ``val_paper`` (aspect kept, zero padding).
         strict_query_classes: draw targets only among a query's classes >= ``min_area``.
-        return_raw_label: validation items also carry ``raw_query_mask`` (batch size 1 only).
-        source: source-specific options (``sources.make_source``).
+        drop_novel_images: leave every training image holding a novel-class pixel out (by
+            default they stay, with those pixels as background, as in the authors' code).
+        return_raw_label: evaluation items also carry ``raw_query_mask`` at the original size.
+        source: source-specific options (see the subclass).
     """
+
+    name = "episodic"
 
     def __init__(
         self,
-        name: str,
-        root: str | None = None,
         fold: int = 0,
         shot: int = 1,
         seed: int = 0,
+        ways: int = 1,
         ppm_scales: Sequence[float] = (1.0, 0.5, 0.25, 0.125),
-        n_test_classes: int = 5,
         train_size: int = 473,
         val_size: int = 473,
         batch_size: int = 4,
@@ -88,20 +90,18 @@ class EpisodicDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         min_area: int = 2 * 32 * 32,
         train_transform: str = "train",
-        resized_val: bool = True,
-        use_split_coco: bool = True,
+        val_transform: str = "val",
         strict_query_classes: bool = False,
+        drop_novel_images: bool = False,
         return_raw_label: bool = False,
         source: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.name = name
-        self.root = None if root is None else os.fspath(root)
         self.fold = int(fold)
         self.shot = int(shot)
         self.seed = int(seed)
-        self.ppm_scales = list(_plain(ppm_scales))
-        self.n_test_classes = int(n_test_classes)
+        self.ways = int(ways)
+        self.ppm_scales = list(plain(ppm_scales))
         self.train_size = int(train_size)
         self.val_size = int(val_size)
         self.batch_size = int(batch_size)
@@ -112,63 +112,93 @@ class EpisodicDataModule(L.LightningDataModule):
         self.train_episodes = train_episodes
         self.pin_memory = bool(pin_memory)
         self.min_area = int(min_area)
+        for kind, recipe in (("train", train_transform), ("val", val_transform)):
+            if not recipe.startswith(kind) or recipe not in RECIPES:
+                options = [r for r in RECIPES if r.startswith(kind)]
+                raise ValueError(f"{kind}_transform must be one of {options}, got {recipe!r}")
         self.train_transform = train_transform
-        self.resized_val = bool(resized_val)
-        self.use_split_coco = bool(use_split_coco)
+        self.val_transform = val_transform
         self.strict_query_classes = bool(strict_query_classes)
+        self.drop_novel_images = bool(drop_novel_images)
         self.return_raw_label = bool(return_raw_label)
-        self.source_options = dict(_plain(source) or {})
-        # cheap, file-free validation of the configuration
-        self.train_classes = fold_classes(name, self.fold, "train", self.use_split_coco)
-        self.val_classes = fold_classes(name, self.fold, "val", self.use_split_coco)
-        if len(self.val_classes) != self.n_test_classes:
-            raise ValueError(
-                f"n_test_classes={self.n_test_classes} but fold {self.fold} of {name} has "
-                f"{len(self.val_classes)} novel classes"
-            )
-        self.class_names = dataset_class_names(name)
-        self.train_set: EpisodeDataset | None = None
-        self.val_set: EpisodeDataset | None = None
+        self.source_options = dict(plain(source) or {})
+        self.datasets: dict[str, EpisodeDataset] = {}
 
-    # -- data presence ------------------------------------------------------------------------
+    # -- what a dataset defines ---------------------------------------------------------------
+    @abc.abstractmethod
+    def split_classes(self, split: str) -> list[int]:
+        """Class ids ``split`` targets: "train" the fold's base classes, "val"/"test" novel ones."""
+
+    @abc.abstractmethod
+    def make_source(self, split: str) -> Source:
+        """The images of ``split``."""
+
+    @abc.abstractmethod
     def check(self, stage: str | None = None) -> None:
-        """Raise a one-line ``DataNotFoundError`` if files needed for ``stage`` are missing.
+        """Raise a one-line ``DataNotFoundError`` if the files of ``stage`` are missing.
 
-        Only existence is checked (root and list files), so it takes milliseconds.
-        ``stage`` None or "fit" checks train and val; "validate"/"test" checks val only.
+        Only existence is checked, so it takes milliseconds. ``stage`` None or "fit" checks
+        train and val; "validate"/"test" checks the evaluation split only.
         """
-        splits = ("train", "val") if stage in (None, "fit") else ("val",)
-        check_source(self.name, self.root, splits, **self.source_options)
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """id -> name of every class of the dataset."""
+        return {}
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def n_test_classes(self) -> int:
+        """Novel classes of the fold (the class-mIoU averages over them)."""
+        return len(self.split_classes("val"))
 
     def _dataset(self, split: str) -> EpisodeDataset:
         train = split == "train"
-        src = make_source(self.name, self.root, split, **self.source_options)
-        if train:
-            transform = build_transform(self.train_transform, self.train_size)
-        else:
-            transform = build_transform("val" if self.resized_val else "val_pad", self.val_size)
+        size = self.train_size if train else self.val_size
+        novel = self.split_classes("val")
         return EpisodeDataset(
-            src,
-            self.train_classes if train else self.val_classes,
+            self.make_source(split),
+            self.split_classes(split),
             self.shot,
-            transform,
+            build_transform(self.train_transform if train else self.val_transform, size),
             seed=self.seed if train else self.val_seed,
             train=train,
             episodes=self.train_episodes if train else self.val_episodes,
             min_area=self.min_area,
             return_raw_label=self.return_raw_label and not train,
             strict_query_classes=self.strict_query_classes,
+            ways=self.ways,
+            drop_images_with=novel if train and self.drop_novel_images else (),
+            class_names=self.class_names,
         )
+
+    def _eval_split(self, stage: str | None) -> str:
+        # "test" has its own classes only where a dataset defines them (FSS-1000)
+        if stage == "test" and self.split_classes("test") != self.split_classes("val"):
+            return "test"
+        return "val"
 
     def setup(self, stage: str | None = None) -> None:
         self.check(stage)
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._dataset("train")
-        if self.val_set is None:
-            self.val_set = self._dataset("val")
+        splits = ["train", "val"] if stage in (None, "fit") else [self._eval_split(stage)]
+        for split in splits:
+            if split not in self.datasets:
+                self.datasets[split] = self._dataset(split)
+
+    @property
+    def train_set(self) -> EpisodeDataset | None:
+        return self.datasets.get("train")
+
+    @property
+    def val_set(self) -> EpisodeDataset | None:
+        return self.datasets.get("val")
 
     # -- loaders ------------------------------------------------------------------------------
-    def _loader(self, dataset: EpisodeDataset, train: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            self.setup("fit" if split == "train" else split.replace("val", "validate"))
+        dataset = self.datasets[split]
+        train = split == "train"
         batch_size = self.batch_size if train else self.val_batch_size
         return DataLoader(
             dataset,
@@ -179,18 +209,15 @@ class EpisodicDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) >= batch_size,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=_worker_init if self.num_workers > 0 else None,
+            collate_fn=collate_episodes,
         )
 
     def train_dataloader(self) -> DataLoader:
-        if self.train_set is None:
-            self.setup("fit")
-        return self._loader(self.train_set, train=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        if self.val_set is None:
-            self.setup("validate")
-        return self._loader(self.val_set, train=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        """The validation episodes (same ``val_seed`` keys)."""
-        return self.val_dataloader()
+        """The validation episodes (same ``val_seed`` keys), or the test split's if it has one."""
+        return self._loader(self._eval_split("test"))

@@ -1,4 +1,4 @@
-"""Fold class splits: PASCAL-5i, COCO-20i and the built-in synthetic dataset.
+"""Fold class splits: PASCAL-5i, COCO-20i, the built-in synthetic dataset and folder datasets.
 
 Class ids are the dataset-global ids found in the label maps (1-based; 0 is background, 255 void).
 A fold's *val* (novel, test) classes are never used as training targets; its *train* (base) classes
@@ -8,6 +8,7 @@ are the rest. Images holding novel classes stay in training: those pixels become
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping, Sequence
 
 NUM_CLASSES = {"pascal": 20, "coco": 80, "synthetic": 20}
 NUM_FOLDS = 4
@@ -82,10 +83,62 @@ def _num_classes(dataset: str) -> int:
 
 
 def _check_fold(fold: int) -> int:
+    return check_fold(fold, NUM_FOLDS)
+
+
+FOLD_RULES = ("contiguous", "interleaved")
+
+
+def rule_folds(
+    class_ids: Sequence[int],
+    num_folds: int = NUM_FOLDS,
+    rule: str = "contiguous",
+    folds: Sequence[Sequence[int | str]] | None = None,
+    names: Mapping[int, str] | None = None,
+) -> list[list[int]]:
+    """The novel classes of every fold of a dataset with classes ``class_ids`` (any ids).
+
+    ``folds`` (explicit: one list of class ids or names per fold) wins over ``rule``. Otherwise the
+    sorted ids are dealt into ``num_folds`` folds: ``contiguous`` gives fold i the i-th run of
+    consecutive ids (the first ``n % num_folds`` folds one class more; PASCAL-5i's rule), and
+    ``interleaved`` gives fold i every id at a position p with ``p % num_folds == i`` (COCO-20i's).
+    """
+    ids = sorted(int(c) for c in class_ids)
+    if folds is not None:
+        by_name = {v: k for k, v in (names or {}).items()}
+        out = []
+        for f, members in enumerate(folds):
+            fold_ids = []
+            for m in members:
+                cid = by_name.get(m, m) if isinstance(m, str) else m
+                if isinstance(cid, str) and cid.isdigit():
+                    cid = int(cid)
+                if cid not in ids:
+                    raise ValueError(f"folds[{f}] names {m!r}, which is not a class of the dataset")
+                fold_ids.append(int(cid))
+            if not fold_ids:
+                raise ValueError(f"folds[{f}] is empty")
+            out.append(sorted(set(fold_ids)))
+        return out
+    if rule not in FOLD_RULES:
+        raise ValueError(f"fold_rule must be one of {FOLD_RULES} or explicit folds, got {rule!r}")
+    if not 2 <= num_folds <= len(ids):
+        raise ValueError(
+            f"num_folds must be in 2..{len(ids)} for {len(ids)} classes, got {num_folds}"
+        )
+    if rule == "interleaved":
+        return [ids[i::num_folds] for i in range(num_folds)]
+    size, extra = divmod(len(ids), num_folds)
+    bounds = [f * size + min(f, extra) for f in range(num_folds + 1)]
+    return [ids[bounds[f] : bounds[f + 1]] for f in range(num_folds)]
+
+
+def check_fold(fold: int, num_folds: int) -> int:
+    """``fold`` as an int in ``0..num_folds-1``, or a one-line ``ValueError``."""
     try:
         value = operator.index(fold)
     except TypeError:
         value = -1
-    if isinstance(fold, bool) or not 0 <= value < NUM_FOLDS:
-        raise ValueError(f"fold must be an integer in 0..{NUM_FOLDS - 1}, got {fold!r}")
+    if isinstance(fold, bool) or not 0 <= value < num_folds:
+        raise ValueError(f"fold must be an integer in 0..{num_folds - 1}, got {fold!r}")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -11,6 +12,13 @@ class DataNotFoundError(FileNotFoundError):
     """A dataset root or one of its required files is missing.
 
     ``str(err)`` is a single line naming the missing path and the command that prepares it.
+    """
+
+
+class DataError(ValueError):
+    """A dataset file exists but is unusable (corrupt, wrong size, unknown label values).
+
+    ``str(err)`` is a single line naming the file and the problem.
     """
 
 
@@ -24,8 +32,6 @@ class Source(abc.ABC):
     """
 
     name: str = "source"
-    num_classes: int = 0
-    class_names: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -47,3 +53,13 @@ def label_areas(label: np.ndarray) -> dict[int, int]:
     counts[0] = 0
     counts[255] = 0
     return {int(c): int(counts[c]) for c in np.flatnonzero(counts)}
+
+
+def check_label_ids(areas: dict[int, int], valid: Iterable[int], where: str) -> None:
+    """Raise ``DataError`` naming ``where`` if ``areas`` holds an id outside ``valid``."""
+    bad = sorted(set(areas) - set(valid))
+    if bad:
+        raise DataError(
+            f"label {where} holds values {bad} that are not class ids of this dataset "
+            "(expected 0 = background, the ids of the class list, 255 = ignore)"
+        )

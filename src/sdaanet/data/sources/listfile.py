@@ -1,36 +1,46 @@
-"""Sources described by a list file of ``<image path> <label path>`` lines (PASCAL, COCO).
+"""Sources made of (image file, label file) pairs under a root: list files (PASCAL, COCO) and
+folder trees (user datasets, FSS-1000).
 
-Paths are relative to the dataset root; a leading ``/`` is dropped (the authors' COCO lists start
-with one and their loader strips the first character). Labels are PNGs of class ids.
-
-The per-image class areas are computed once by reading every label and cached to a small JSON
-next to the list file (``<list stem>.classes.json``), keyed by the list file's name, size and
-mtime, so later runs start instantly. If the list folder is read-only the areas are recomputed.
+Every pair is checked to exist when the source is built: missing files are one error that gives
+their count and the first few paths, never a silent skip. The per-image class areas are computed
+once by reading every label (validating its values against the dataset's class ids) and cached to
+a small JSON (``<list stem>.classes.json`` next to a list file), keyed by the pairs and the label
+files' sizes and mtimes, so later runs start instantly. If the cache folder is read-only the areas
+are recomputed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from sdaanet.data.sources.base import DataNotFoundError, Source, label_areas
+from sdaanet.data.sources.base import (
+    DataError,
+    DataNotFoundError,
+    Source,
+    check_label_ids,
+    label_areas,
+)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+SHOW_MISSING = 3
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 (H,W,3)."""
+    """RGB uint8 (H,W,3); grayscale and RGBA files are converted, 16-bit ones scaled to 8 bits."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         if not Path(path).exists():
             raise DataNotFoundError(f"image not found: {path}")
-        raise OSError(f"cannot decode image {path}")
+        raise DataError(f"cannot decode image {path} (corrupt or not an image file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -41,72 +51,73 @@ def read_label(path: str | Path) -> np.ndarray:
             label = np.array(im)
     except FileNotFoundError:
         raise DataNotFoundError(f"label not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"cannot decode label {path} ({err.__class__.__name__})") from None
     if label.ndim != 2:
-        raise ValueError(f"label {path} must be a single-channel id map, got shape {label.shape}")
-    return label.astype(np.uint8, copy=False)
+        raise DataError(
+            f"label {path} must be a single-channel class-id map, got shape {label.shape}"
+        )
+    if label.dtype != np.uint8:
+        if label.size and (label.min() < 0 or label.max() > 255):
+            raise DataError(f"label {path} holds values outside 0-255 (dtype {label.dtype})")
+        label = label.astype(np.uint8)
+    return label
 
 
-def read_list(list_path: Path) -> list[tuple[str, str]]:
-    pairs = []
-    for n, line in enumerate(list_path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ValueError(f"{list_path}:{n}: expected '<image> <label>', got {line!r}")
-        pairs.append((parts[0].lstrip("/"), parts[1].lstrip("/")))
-    return pairs
+def missing_files(paths: Iterable[Path]) -> list[Path]:
+    return [p for p in paths if not p.is_file()]
 
 
-class ListSource(Source):
-    """Images and labels named by a list file under ``root``.
+def missing_error(missing: Sequence[Path], total: int, what: str, hint: str) -> DataNotFoundError:
+    """One line: how many of ``total`` files named by ``what`` are missing, and the first few."""
+    first = ", ".join(str(p) for p in missing[:SHOW_MISSING])
+    more = ", ..." if len(missing) > SHOW_MISSING else ""
+    fix = f"; {hint}" if hint else ""
+    return DataNotFoundError(
+        f"{len(missing)} of {total} files named by {what} are missing: {first}{more}{fix}"
+    )
+
+
+class PairSource(Source):
+    """(image, label) file pairs under ``root``, with validated labels and cached class areas.
 
     Args:
         root: dataset root.
-        list_file: list path, relative to ``root`` (or absolute).
+        pairs: (image, label) paths relative to ``root``.
+        valid_ids: class ids a label may hold besides 0 and 255.
+        what: the origin of the pairs, for error messages (a list file, a folder).
         prepare_hint: the command that prepares this dataset (used in error messages).
-        cache: read/write the class-area cache next to the list file.
+        cache_path: where the class areas are cached (None: never cached).
         num_threads: threads that read labels when the cache is built.
     """
 
     def __init__(
         self,
         root: str | os.PathLike,
-        list_file: str | os.PathLike,
+        pairs: Sequence[tuple[str, str]],
+        valid_ids: Iterable[int],
         *,
+        what: str,
         prepare_hint: str = "",
-        cache: bool = True,
+        cache_path: Path | None = None,
         num_threads: int = 8,
     ) -> None:
         self.root = Path(root).expanduser()
-        self.list_path = Path(list_file)
-        if not self.list_path.is_absolute():
-            self.list_path = self.root / self.list_path
+        self.pairs = list(pairs)
+        self.valid_ids = frozenset({0, 255, *(int(c) for c in valid_ids)})
+        self.what = what
         self.prepare_hint = prepare_hint
-        self.cache = cache
+        self.cache_path = cache_path
         self.num_threads = num_threads
-        self.check()
-        self.pairs = read_list(self.list_path)
         if not self.pairs:
-            raise ValueError(f"list file {self.list_path} is empty")
-        first = self.root / self.pairs[0][0]
-        if not first.exists():
-            self._missing(first)
+            raise DataError(f"{what} names no image")
+        files = [self.root / f for pair in self.pairs for f in pair]
+        missing = missing_files(files)
+        if missing:
+            hint = f"prepare the data with: {prepare_hint}" if prepare_hint else ""
+            raise missing_error(missing, len(files), what, hint)
         self._areas: list[dict[int, int]] | None = None
 
-    # -- errors -----------------------------------------------------------------------------
-    def _missing(self, path: Path) -> None:
-        hint = f"; prepare it with: {self.prepare_hint}" if self.prepare_hint else ""
-        raise DataNotFoundError(f"{self.name} data not found: {path} is missing{hint}")
-
-    def check(self) -> None:
-        """Raise ``DataNotFoundError`` (one line) if the root or the list file is missing."""
-        if not self.root.is_dir():
-            self._missing(self.root)
-        if not self.list_path.is_file():
-            self._missing(self.list_path)
-
-    # -- Source -----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.pairs)
 
@@ -117,14 +128,18 @@ class ListSource(Source):
         image, label = self.pairs[i]
         return self.root / image, self.root / label
 
+    def read_label(self, path: Path) -> np.ndarray:
+        """The class-id map of a label file (subclasses convert other formats here)."""
+        return read_label(path)
+
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path = self.paths(i)
         image = read_image(image_path)
-        label = read_label(label_path)
+        label = self.read_label(label_path)
         if image.shape[:2] != label.shape:
-            raise RuntimeError(
-                f"image {image_path} {image.shape[:2]} and label {label_path} {label.shape} "
-                "differ in size"
+            raise DataError(
+                f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its label "
+                f"{label_path} is {label.shape[1]}x{label.shape[0]}; they must be the same size"
             )
         return image, label
 
@@ -137,21 +152,15 @@ class ListSource(Source):
         return self._areas
 
     # -- cache ------------------------------------------------------------------------------
-    @property
-    def cache_path(self) -> Path:
-        return self.list_path.with_name(self.list_path.stem + ".classes.json")
-
-    def _cache_key(self) -> dict:
-        st = self.list_path.stat()
-        return {
-            "version": CACHE_VERSION,
-            "list": self.list_path.name,
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-        }
+    def _cache_key(self) -> str:
+        digest = hashlib.sha256(f"{CACHE_VERSION} {sorted(self.valid_ids)}".encode())
+        for _, label in self.pairs:
+            st = (self.root / label).stat()
+            digest.update(f"{label} {st.st_size} {st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
     def _load_cache(self) -> list[dict[int, int]] | None:
-        if not self.cache or not self.cache_path.is_file():
+        if self.cache_path is None or not self.cache_path.is_file():
             return None
         try:
             data = json.loads(self.cache_path.read_text())
@@ -162,7 +171,7 @@ class ListSource(Source):
             return None
 
     def _save_cache(self, areas: list[dict[int, int]]) -> None:
-        if not self.cache:
+        if self.cache_path is None:
             return
         data = {
             "key": self._cache_key(),
@@ -170,6 +179,7 @@ class ListSource(Source):
         }
         tmp = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}.tmp")
         try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(data, separators=(",", ":")))
             os.replace(tmp, self.cache_path)
         except OSError:
@@ -177,7 +187,10 @@ class ListSource(Source):
 
     def _compute_areas(self) -> list[dict[int, int]]:
         def areas_of(i: int) -> dict[int, int]:
-            return label_areas(read_label(self.paths(i)[1]))
+            path = self.paths(i)[1]
+            areas = label_areas(self.read_label(path))
+            check_label_ids(areas, self.valid_ids, str(path))
+            return areas
 
         if self.num_threads <= 1 or len(self.pairs) < 64:
             return [areas_of(i) for i in range(len(self.pairs))]
@@ -185,35 +198,58 @@ class ListSource(Source):
             return list(pool.map(areas_of, range(len(self.pairs))))
 
 
+def read_list(list_path: Path) -> list[tuple[str, str]]:
+    """``<image> <label>`` lines; a leading ``/`` is dropped (the authors' COCO lists)."""
+    pairs = []
+    for n, line in enumerate(list_path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataError(f"{list_path}:{n}: expected '<image> <label>', got {line!r}")
+        pairs.append((parts[0].lstrip("/"), parts[1].lstrip("/")))
+    return pairs
+
+
 def prepare_hint(name: str, root: str | os.PathLike) -> str:
     """The command that prepares dataset ``name`` under ``root``."""
     return f"sdaanet-data {name} --root {root}"
 
 
-class SplitListSource(ListSource):
-    """A ListSource whose list file defaults per split (``default_lists``, relative to root)."""
+class SplitListSource(PairSource):
+    """A dataset split named by a list file under ``root`` (default ``default_lists[split]``)."""
 
     default_lists: dict[str, str] = {}
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
 
     def __init__(
         self,
         root: str | os.PathLike,
         split: str = "train",
-        list_file: str | None = None,
+        list_file: str | os.PathLike | None = None,
         cache: bool = True,
         num_threads: int = 8,
     ) -> None:
-        if list_file is None:
-            if split not in self.default_lists:
-                raise ValueError(
-                    f"split must be one of {sorted(self.default_lists)}, got {split!r}"
-                )
-            list_file = self.default_lists[split]
+        if split not in self.default_lists:
+            raise ValueError(f"split must be one of {sorted(self.default_lists)}, got {split!r}")
         self.split = split
+        root = Path(root).expanduser()
+        hint = prepare_hint(self.name, root)
+        list_path = Path(list_file or self.default_lists[split])
+        list_path = list_path if list_path.is_absolute() else root / list_path
+        for path in (root, list_path):
+            if not path.exists():
+                raise DataNotFoundError(
+                    f"{self.name} data not found: {path} is missing; prepare it with: {hint}"
+                )
         super().__init__(
             root,
-            list_file,
-            prepare_hint=prepare_hint(self.name, root),
-            cache=cache,
+            read_list(list_path),
+            range(1, self.num_classes + 1),
+            what=f"list {list_path}",
+            prepare_hint=hint,
+            cache_path=list_path.with_name(list_path.stem + ".classes.json") if cache else None,
             num_threads=num_threads,
         )
+        self.list_path = list_path
