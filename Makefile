@@ -13,11 +13,14 @@ SHOT ?= 1
 DATA ?= pascal
 ARGS ?=
 CKPT ?=
+DATA_ROOT ?=
+SBD ?=
+WORKERS ?= 4
 
-.PHONY: help install test test-full lint demo train eval sweep clean
+.PHONY: help install test test-full lint demo train eval sweep bench data-pascal data-coco data-fss1000 data-folder clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -51,6 +54,29 @@ eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 
 sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid
 	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=0,1,2,3 model.alpha=10,50 model.beta=0.5,1.0 $(ARGS)
+
+bench: $(STAMP)  ## benchmarks (bench/, JSON in logs/bench/): training-loader throughput on msrc-v2
+	$(BIN)/python bench/data_loader.py $(ARGS)
+
+define need_root
+	@test -n "$(DATA_ROOT)" || { echo "error: DATA_ROOT is not set; run: make $@ DATA_ROOT=path/to/$(1)" >&2; exit 2; }
+endef
+
+data-pascal: $(STAMP)  ## PASCAL-5i lists/labels: make data-pascal DATA_ROOT=VOC2012 [SBD=.../dataset]
+	$(call need_root,VOC2012)
+	$(BIN)/sdaanet-data pascal --root $(DATA_ROOT) $(if $(SBD),--sbd $(SBD)) $(ARGS)
+
+data-coco: $(STAMP)  ## COCO-20i label PNGs + lists: make data-coco DATA_ROOT=coco [WORKERS=4]
+	$(call need_root,coco)
+	$(BIN)/sdaanet-data coco --root $(DATA_ROOT) --workers $(WORKERS) $(ARGS)
+
+data-fss1000: $(STAMP)  ## check FSS-1000: make data-fss1000 DATA_ROOT=fewshot_data
+	$(call need_root,fewshot_data)
+	$(BIN)/sdaanet-data fss1000 --root $(DATA_ROOT) $(ARGS)
+
+data-folder: $(STAMP)  ## check your own dataset: make data-folder DATA_ROOT=my_dataset
+	$(call need_root,my_dataset)
+	$(BIN)/sdaanet-data folder --root $(DATA_ROOT) $(ARGS)
 
 clean:  ## remove caches and logs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs multirun

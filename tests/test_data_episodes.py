@@ -8,6 +8,8 @@ from sdaanet.data.episodes import (
     EpisodeSampler,
     binarize,
     build_index,
+    collate_episodes,
+    map_classes,
 )
 from sdaanet.data.folds import fold_classes
 from sdaanet.data.sources.synthetic import SyntheticSource
@@ -137,7 +139,7 @@ def test_workers_do_not_change_episodes(train_src):
 
 def test_too_few_images_for_the_shot_is_a_clear_error(val_src):
     with pytest.raises(ValueError, match=r"in >= 31 images; nothing to build episodes from"):
-        with pytest.warns(UserWarning, match=r"fewer than shot\+1 = 31"):
+        with pytest.warns(UserWarning, match=r"fewer than shot\+1 = 31 images"):
             make(val_src, train=False, shot=30)
 
 
@@ -185,3 +187,90 @@ def test_sampler_reads_torch_distributed_at_iteration(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     assert list(sampler) == [1, 3, 5] and len(sampler) == 3
+
+
+def test_n_way_episodes_map_classes_to_channels_in_support_order(val_src):
+    ds = make(val_src, train=False, shot=1, ways=3, return_raw_label=True)
+    areas = val_src.class_areas()
+    for key in range(30):
+        p = ds.plan(key)
+        assert len(set(p.class_ids)) == 3 and set(p.class_ids) <= set(NOVEL)
+        assert any(c in areas[p.query] for c in p.class_ids)  # the query holds >= 1 of them
+        assert all(p.query not in s for s in p.supports)
+        for c, (s,) in zip(p.class_ids, p.supports, strict=True):
+            assert areas[s].get(c, 0) >= MIN_AREA
+    item = ds[4]
+    p = ds.plan(4)
+    assert item["support_images"].shape == (3, 1, 3, 33, 33)
+    assert item["support_masks"].shape == (3, 1, 33, 33)
+    assert item["class_id"].tolist() == list(p.class_ids)
+    assert item["class_index"].tolist() == [NOVEL.index(c) for c in p.class_ids]
+    _, label = val_src.load(p.query)
+    expected = np.zeros_like(label)
+    for channel, c in enumerate(p.class_ids, 1):
+        expected[label == c] = channel
+    expected[label == 255] = 255
+    np.testing.assert_array_equal(item["raw_query_mask"].numpy(), expected)
+    # the channel order is drawn too: the query's own class is not always channel 1
+    firsts = {ds.plan(k).class_ids[0] == ds.plan(k).class_id for k in range(30)}
+    assert len({ds.plan(k).class_ids for k in range(30)}) > 5 and firsts == {True}
+    owners = [
+        next(j for j, c in enumerate(ds.plan(k).class_ids) if c in areas[ds.plan(k).query])
+        for k in range(30)
+    ]
+    assert len(set(owners)) > 1
+    with pytest.raises(ValueError, match=r"ways=6 but only 5 classes"):
+        make(val_src, train=False, ways=6)
+
+
+def test_map_classes():
+    label = np.array([[0, 3, 5], [255, 3, 7]], dtype=np.uint8)
+    np.testing.assert_array_equal(map_classes(label, (7, 3)), [[0, 2, 0], [255, 2, 1]])
+
+
+def test_drop_novel_images_removes_every_image_with_a_novel_pixel(train_src):
+    areas = train_src.class_areas()
+    kept = make(train_src, train=True)
+    strict = make(train_src, train=True, drop_images_with=NOVEL)
+    with_novel = {i for i, a in enumerate(areas) if set(a) & set(NOVEL)}
+    assert with_novel & set(kept.index.queries)  # by default they stay (novel pixels -> bg)
+    assert not with_novel & set(strict.index.queries)
+    for pool in strict.index.class_images.values():
+        assert not with_novel & set(pool)
+    assert set(strict.index.queries) == set(kept.index.queries) - with_novel
+
+
+def test_collate_pads_original_size_labels_with_ignore():
+    items = [
+        {"x": torch.zeros(2), "raw_query_mask": torch.ones(3, 5, dtype=torch.int64)},
+        {"x": torch.ones(2), "raw_query_mask": torch.zeros(4, 2, dtype=torch.int64)},
+    ]
+    batch = collate_episodes(items)
+    raw = batch["raw_query_mask"]
+    assert raw.shape == (2, 4, 5) and batch["x"].shape == (2, 2)
+    assert (raw[0, :3] == 1).all() and (raw[0, 3] == 255).all()
+    assert (raw[1, :, :2] == 0).all() and (raw[1, :, 2:] == 255).all()
+
+
+def test_evaluation_episodes_are_the_same_for_any_world_size_and_workers(val_src):
+    ds = make(val_src, train=False, shot=1, size=25, episodes=9)
+
+    def episodes(world: int, workers: int) -> dict[int, dict]:
+        out = {}
+        for rank in range(world):
+            sampler = EpisodeSampler(len(ds), shuffle=False, rank=rank, world_size=world)
+            loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=workers)
+            for batch in loader:
+                for b, key in enumerate(batch["episode_index"].tolist()):
+                    assert key not in out  # disjoint slices
+                    out[key] = {k: v[b] for k, v in batch.items()}
+        return out
+
+    reference = episodes(1, 0)
+    assert sorted(reference) == list(range(9))
+    for world, workers in ((2, 0), (3, 2)):
+        other = episodes(world, workers)
+        assert sorted(other) == list(range(9))
+        for key, item in reference.items():
+            for k, v in item.items():
+                assert torch.equal(v, other[key][k]), (world, key, k)

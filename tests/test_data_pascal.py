@@ -10,8 +10,9 @@ from PIL import Image
 from sdaanet.data import prepare
 from sdaanet.data.episodes import EpisodeDataset, build_index
 from sdaanet.data.folds import fold_classes
-from sdaanet.data.sources import DataNotFoundError, PascalSource, check_source
-from sdaanet.data.sources.listfile import ListSource
+from sdaanet.data.modules import PascalDataModule
+from sdaanet.data.sources import DataError, DataNotFoundError, PascalSource
+from sdaanet.data.sources.listfile import PairSource
 from sdaanet.data.transforms import build_transform
 
 S = 64
@@ -34,10 +35,12 @@ TREE = {
     "2007_000010": [(BIG, 2)],
     "2007_000011": [(SMALL, 3)],
 }
-VAL_IDS = ["2007_000008", "2007_000009", "2007_000010", "2007_000011", "2007_999999"]
+TRAIN_IDS = [i for i in TREE if i.startswith("2008")]
+VAL_IDS = [i for i in TREE if i.startswith("2007")]
 
 
 def write_tree(root, with_imagesets=True):
+    """A prepared-looking VOC2012 root: JPEGs, SegmentationClassAug PNGs, ImageSets lists."""
     (root / "JPEGImages").mkdir(parents=True)
     (root / "SegmentationClassAug").mkdir()
     rng = np.random.default_rng(0)
@@ -49,18 +52,20 @@ def write_tree(root, with_imagesets=True):
             label[S - 1, S // 2 :] = 255  # a void border that touches no class region
         image = rng.integers(0, 256, size=(S, S, 3), dtype=np.uint8)
         cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), image)
-        im = Image.fromarray(label, mode="L")
+        im = Image.fromarray(label)
         if k == 1:  # palette PNGs (VOC style) must give ids, not colours
             im = im.convert("P")
             im.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
         im.save(root / "SegmentationClassAug" / f"{name}.png")
     if with_imagesets:
         (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-        (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(VAL_IDS) + "\n")
+        for split, ids in (("train", TRAIN_IDS), ("val", VAL_IDS)):
+            (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(ids) + "\n")
 
 
 @pytest.fixture
 def tree(tmp_path):
+    """Lists written by ``sdaanet-data pascal`` (no --sbd: VOC train only)."""
     root = tmp_path / "pascal"
     write_tree(root)
     assert prepare.main(["pascal", "--root", str(root)]) == 0
@@ -70,13 +75,12 @@ def tree(tmp_path):
 def test_prepare_writes_lists(tree, capsys):
     train = (tree / "lists/pascal/voc_sbd_merge_noduplicate.txt").read_text().splitlines()
     val = (tree / "lists/pascal/val.txt").read_text().splitlines()
-    assert val == [f"JPEGImages/{i}.jpg SegmentationClassAug/{i}.png" for i in VAL_IDS[:4]]
-    assert len(train) == 8 and train[0] == (
-        "JPEGImages/2008_000000.jpg SegmentationClassAug/2008_000000.png"
-    )
-    # existing lists are kept
+    assert val == [f"JPEGImages/{i}.jpg SegmentationClassAug/{i}.png" for i in VAL_IDS]
+    assert train == [f"JPEGImages/{i}.jpg SegmentationClassAug/{i}.png" for i in TRAIN_IDS]
+    # existing lists and labels are kept
     assert prepare.main(["pascal", "--root", str(tree)]) == 0
-    assert "kept" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "kept" in out and "12 kept, 0 built" in out
 
 
 def test_prepare_errors_are_one_line(tmp_path, capsys):
@@ -106,7 +110,7 @@ def test_filtering_by_split_and_min_area(tree):
         6: (0, 1, 2),
         9: (3, 4, 6),
     }
-    # any-area candidates (authors' rule), minus classes with no image at all (8)
+    # any-area candidates (authors' rule), minus classes with too few images (8: none)
     assert index.query_classes == ((6,), (6, 9), (6,), (9,), (9,), (6, 9))
     val = build_index(
         PascalSource(tree, "val").class_areas(), fold_classes("pascal", 0, "val"), 2048
@@ -152,29 +156,32 @@ def test_class_cache_written_and_reused(tree, monkeypatch):
     areas = src.class_areas()
     cache = tree / "lists/pascal/voc_sbd_merge_noduplicate.classes.json"
     assert src.cache_path == cache and cache.is_file()
-    assert json.loads(cache.read_text())["key"]["list"] == "voc_sbd_merge_noduplicate.txt"
+    assert len(json.loads(cache.read_text())["areas"]) == 8
 
     def boom(self):
         raise AssertionError("labels were read again")
 
-    monkeypatch.setattr(ListSource, "_compute_areas", boom)
+    monkeypatch.setattr(PairSource, "_compute_areas", boom)
     assert PascalSource(tree, "train").class_areas() == areas
-    # a changed list file invalidates the cache
+    # a changed list file or a relabelled image invalidates the cache
     list_file = tree / "lists/pascal/voc_sbd_merge_noduplicate.txt"
     lines = list_file.read_text().splitlines()
     list_file.write_text("\n".join(lines[:3]) + "\n")
-    os.utime(list_file, ns=(1, 1))
     with pytest.raises(AssertionError, match="read again"):
         PascalSource(tree, "train").class_areas()
     monkeypatch.undo()
     assert PascalSource(tree, "train").class_areas() == areas[:3]
+    label = tree / "SegmentationClassAug/2008_000000.png"
+    Image.fromarray(np.full((S, S), 7, dtype=np.uint8)).save(label)
+    os.utime(label, ns=(1, 1))
+    assert PascalSource(tree, "train").class_areas()[0] == {7: S * S}
 
 
 def test_missing_root_or_list_is_a_one_line_error(tmp_path):
     root = tmp_path / "no_pascal"
     for call in (
         lambda: PascalSource(root, "train"),
-        lambda: check_source("pascal", root, ("train", "val")),
+        lambda: PascalDataModule(root=root).check(),
     ):
         with pytest.raises(DataNotFoundError) as err:
             call()
@@ -184,4 +191,24 @@ def test_missing_root_or_list_is_a_one_line_error(tmp_path):
     assert issubclass(DataNotFoundError, FileNotFoundError)
     root.mkdir()
     with pytest.raises(DataNotFoundError, match="lists/pascal/val.txt"):
-        check_source("pascal", root, ("val",))
+        PascalDataModule(root=root).check("validate")
+
+
+def test_list_lines_pointing_at_missing_files_are_counted_and_named(tree):
+    for name in ("2008_000001", "2008_000004"):
+        (tree / f"JPEGImages/{name}.jpg").unlink()
+    (tree / "SegmentationClassAug/2008_000006.png").unlink()
+    with pytest.raises(DataNotFoundError) as err:
+        PascalSource(tree, "train")
+    msg = str(err.value)
+    assert msg.startswith("3 of 16 files named by list ") and "\n" not in msg
+    assert "JPEGImages/2008_000001.jpg, " in msg and "2008_000006.png" in msg
+
+
+def test_label_values_outside_the_classes_name_the_file(tree):
+    label = tree / "SegmentationClassAug/2007_000010.png"
+    array = np.array(Image.open(label))
+    array[3, 3], array[4, 4] = 21, 200
+    Image.fromarray(array).save(label)
+    with pytest.raises(DataError, match=r"2007_000010.png holds values \[21, 200\]"):
+        PascalSource(tree, "val", cache=False).class_areas()

@@ -67,3 +67,54 @@ def test_val_pad_is_the_authors_test_resize():
 def test_unknown_recipe():
     with pytest.raises(ValueError, match="unknown transform recipe"):
         build_transform("paper", 33)
+
+
+def test_val_paper_keeps_the_aspect_and_pads_zero_with_ignore_labels():
+    image, label = sample(50, 70)
+    img, mask = build_transform("val_paper", 35)(image, label)
+    # longer side 70 -> 35: 25 x 35, pasted top-left; the rest is raw 0 / label 255
+    assert img.shape == (3, 35, 35) and mask.shape == (35, 35)
+    assert (mask[25:] == 255).all() and (mask[:25] != 255).any()
+    expected = cv2.resize(label, (35, 25), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(mask[:25], expected)
+    np.testing.assert_allclose(img[:, 30, 5], (-MEAN / STD)[:, 0, 0], atol=1e-5)
+    # smaller images are scaled up (unlike the authors' val_pad)
+    _, up = build_transform("val_paper", 140)(image, label)
+    assert (up[:100, :140] != 255).any() and (up[100:] == 255).all()
+
+
+def test_train_paper_crops_keep_the_foreground_and_pad_with_mean_and_ignore():
+    image, label = sample(50, 70)
+    t = build_transform("train_paper", 41)
+    kept = []
+    for seed in range(20):
+        img, mask = t(image, label, seed=seed)
+        assert img.shape == (3, 41, 41) and set(np.unique(mask).tolist()) <= {0, 1, 255}
+        kept.append((mask == 1).sum())
+    # the 20x30 object (600 px at scale 1) is kept at >= 85% in every crop
+    assert min(kept) >= 0.85 * 600 * 0.9**2
+    small_image, small_label = sample(20, 30)
+    img, mask = t(small_image, small_label, seed=3)
+    # a small image is padded (centred) to 41: the border is label 255 and the mean (0 after
+    # normalisation), the object survives whole
+    assert (mask[0] == 255).all() and (mask[:, 0] == 255).all()
+    np.testing.assert_allclose(img[:, 0, 0], 0, atol=1e-5)
+    assert (mask == 1).sum() > 0
+    again = t(small_image, small_label, seed=3)
+    np.testing.assert_array_equal(img, again[0])
+
+
+def test_original_size_label_survives_any_recipe():
+    from sdaanet.data.episodes import EpisodeDataset
+    from sdaanet.data.sources.synthetic import SyntheticSource
+
+    src = SyntheticSource("val", num_images=120, image_size=70)
+    for recipe in ("val", "val_pad", "val_paper"):
+        ds = EpisodeDataset(
+            src, [1, 2, 3, 4, 5], 1, build_transform(recipe, 33), min_area=64, episodes=3,
+            return_raw_label=True,
+        )  # fmt: skip
+        item = ds[1]
+        _, label = src.load(ds.plan(1).query)
+        assert item["raw_query_mask"].shape == label.shape == (70, 70)
+        assert item["query_mask"].shape == (33, 33)

@@ -1,5 +1,7 @@
 """Episodic few-shot data: fold splits, sources, episodes, transforms and the datamodules."""
 
+import cv2
+
 from sdaanet.data.episodes import (
     EpisodeDataset,
     EpisodeIndex,
@@ -10,6 +12,10 @@ from sdaanet.data.episodes import (
 from sdaanet.data.folds import class_names, fold_classes, novel_classes, rule_folds
 from sdaanet.data.sources import DataError, DataNotFoundError
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+
+# OpenCV's worker pool does not survive fork(): a DataLoader worker forked after the main process
+# ran a threaded cv2 call deadlocks on its first one. Loading is parallel across workers instead.
+cv2.setNumThreads(0)
 
 DATAMODULES = (
     "EpisodicDataModule",

@@ -16,7 +16,6 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cv2
 import lightning as L
 from torch.utils.data import DataLoader
 
@@ -25,10 +24,6 @@ from sdaanet.data.sources.base import Source
 from sdaanet.data.transforms import RECIPES, build_transform
 
 SPLITS = ("train", "val", "test")
-
-
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # workers are the parallelism; avoid oversubscribing the cores
 
 
 def plain(value: Any) -> Any:
@@ -208,7 +203,6 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
             pin_memory=self.pin_memory,
             drop_last=train and len(dataset) >= batch_size,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=_worker_init if self.num_workers > 0 else None,
             collate_fn=collate_episodes,
         )
 

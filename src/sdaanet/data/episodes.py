@@ -208,10 +208,13 @@ class EpisodeDataset(Dataset):
         self.classes = self.index.classes
         self._class_pos = {c: i for i, c in enumerate(self.classes)}
         names = class_names or {}
-        for c, n in self.index.excluded.items():
+        if self.index.excluded:
+            detail = ", ".join(
+                f"class {c} ({names.get(c, c)}): {n} images" for c, n in self.index.excluded.items()
+            )
             warnings.warn(
-                f"{source.name}: class {c} ({names.get(c, c)}) has {n} images with >= {min_area} "
-                f"pixels, fewer than shot+1 = {self.shot + 1}; it is left out of the episodes",
+                f"{source.name}: left out of the episodes, having fewer than shot+1 = "
+                f"{self.shot + 1} images with >= {min_area} pixels: {detail}",
                 stacklevel=2,
             )
         if not self.index.queries:

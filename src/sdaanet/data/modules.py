@@ -134,6 +134,7 @@ class FSS1000DataModule(EpisodicDataModule):
     name = "fss1000"
 
     def __init__(self, root: str | os.PathLike | None = None, fold: int = 0, **kwargs: Any):
+        kwargs.setdefault("min_area", 1)  # every image holds its class, however small
         super().__init__(fold=check_fold(fold, 1), **kwargs)
         self.root = _root(root, self.name)
         self._split: dict[str, list[str]] | None = None
@@ -166,7 +167,7 @@ class FolderDataModule(EpisodicDataModule):
 
     Folds: ``folds`` (one list of class ids or names per fold) if given, else the ids of
     ``classes.tsv`` dealt into ``num_folds`` folds by ``fold_rule`` (``contiguous`` or
-    ``interleaved``, ``folds.rule_folds``). ``source``: ``cache`` (class areas in ``.sdaanet/``).
+    ``interleaved``, ``folds.rule_folds``). ``source``: ``cache`` (class areas, outside ``root``).
     """
 
     name = "folder"

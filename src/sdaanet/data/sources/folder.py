@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from sdaanet.data.sources.base import DataError, DataNotFoundError
-from sdaanet.data.sources.listfile import PairSource, prepare_hint
+from sdaanet.data.sources.listfile import PairSource, prepare_hint, user_cache_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LAYOUT = "images/<name>.jpg + labels/<name>.png + classes.tsv"
@@ -95,7 +95,7 @@ class FolderSource(PairSource):
     Args:
         root: the dataset folder.
         split: "train", "val" or "test" ("test" reads ``splits/val.txt``).
-        cache: cache the class areas in ``<root>/.sdaanet/`` (skipped if read-only).
+        cache: cache the class areas in ``listfile.user_cache_dir`` (never inside ``root``).
         num_threads: threads that read labels when the cache is built.
     """
 
@@ -119,6 +119,6 @@ class FolderSource(PairSource):
             self.classes,
             what=what,
             prepare_hint=prepare_hint("folder", root),
-            cache_path=root / ".sdaanet" / f"{split}.classes.json" if cache else None,
+            cache_path=user_cache_dir(root) / f"folder-{split}.classes.json" if cache else None,
             num_threads=num_threads,
         )

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sdaanet.data.sources.base import DataError, DataNotFoundError
-from sdaanet.data.sources.listfile import PairSource
+from sdaanet.data.sources.listfile import PairSource, user_cache_dir
 
 SPLIT_FILES = {"train": "trn.txt", "val": "val.txt", "test": "test.txt"}
 STANDARD_SIZES = (520, 240, 240)
@@ -106,7 +106,11 @@ class FSS1000Source(PairSource):
             pairs,
             self.class_ids.values(),
             what=f"FSS-1000 {split} classes in {root}",
-            cache_path=root / ".sdaanet" / f"{split}-{split_seed}.classes.json" if cache else None,
+            cache_path=(
+                user_cache_dir(root) / f"fss1000-{split}-{split_seed}.classes.json"
+                if cache
+                else None
+            ),
             num_threads=num_threads,
         )
 

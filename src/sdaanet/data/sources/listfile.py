@@ -198,6 +198,13 @@ class PairSource(Source):
             return list(pool.map(areas_of, range(len(self.pairs))))
 
 
+def user_cache_dir(root: Path) -> Path:
+    """A per-dataset cache folder outside the dataset: ``$SDAANET_CACHE`` (default
+    ``~/.cache/sdaanet``) / a hash of the dataset's absolute path."""
+    base = Path(os.environ.get("SDAANET_CACHE", "~/.cache/sdaanet")).expanduser()
+    return base / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+
+
 def read_list(list_path: Path) -> list[tuple[str, str]]:
     """``<image> <label>`` lines; a leading ``/`` is dropped (the authors' COCO lists)."""
     pairs = []
