@@ -184,3 +184,21 @@ def test_msrc_v2_real_photos_as_a_folder_dataset():
         0 < fg.float().mean() < 1
         and torch.isin(batch["query_mask"], torch.tensor([0, 1, 255])).all()
     )
+
+
+def test_train_and_eval_on_a_folder_dataset_from_the_command_line_config(tmp_path):
+    from sdaanet import compose_config
+    from sdaanet.train import run
+
+    root = write_folder(tmp_path / "mine", n_per_class=4)
+    overrides = [
+        "debug=tiny", "data=folder", f"data.root={root}", "data.num_folds=3", "data.fold=2",
+        "data.min_area=1000", "data.num_workers=0", f"paths.output_dir={tmp_path / 'run'}",
+        "test=true",
+    ]  # fmt: skip
+    metrics = run(compose_config(overrides))
+    assert 0 <= metrics["test/class_miou"] <= 1
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    bad = compose_config([*overrides[:-1], "data.fold=3"])
+    with pytest.raises(ValueError, match=r"data config: fold must be an integer in 0..2, got 3"):
+        run(bad)

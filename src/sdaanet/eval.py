@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from sdaanet.checkpoint import CheckpointError, load_network_weights, read_checkpoint
 from sdaanet.config import CONF_DIR, register_resolvers
-from sdaanet.data.sources import DataError, DataNotFoundError
+from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
 from sdaanet.train import build_datamodule, build_module, build_trainer
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except (DataNotFoundError, DataError, CheckpointError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except (DataNotFoundError, DataError, DataConfigError, CheckpointError) as exc:
+        raise SystemExit(f"error: {one_line(exc)}") from None
     return metrics.get("test/class_miou")
 
 

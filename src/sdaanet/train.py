@@ -6,13 +6,14 @@ import logging
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.checkpoint import AtomicCheckpointIO
 from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.data.datamodule import EpisodicDataModule
-from sdaanet.data.sources import DataError, DataNotFoundError
+from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.models import build_model
 
@@ -24,8 +25,18 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> EpisodicDataM
 
     `stage=None` checks the files of every split, `"test"` only those of the test episodes.
     """
-    datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
-    datamodule.check(stage)
+    try:
+        datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
+        datamodule.check(stage)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValueError) and not isinstance(cause, DataError):
+            raise DataConfigError(f"data config: {one_line(cause)}") from cause
+        raise cause or exc from None
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataConfigError(f"data config: {one_line(exc)}") from exc
     return datamodule
 
 
@@ -78,8 +89,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except (DataNotFoundError, DataError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except (DataNotFoundError, DataError, DataConfigError) as exc:
+        raise SystemExit(f"error: {one_line(exc)}") from None
     return metrics.get("val/class_miou")
 
 

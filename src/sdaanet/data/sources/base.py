@@ -22,6 +22,22 @@ class DataError(ValueError):
     """
 
 
+class DataConfigError(ValueError):
+    """The data config asks for something the dataset cannot give (a fold out of range, an
+    unknown transform recipe, ``ways`` larger than the classes). One line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A user-facing line for ``exc``: the last line of its message, without a ``module.Type: ``
+    prefix (errors re-raised from DataLoader workers carry the worker's traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    last = lines[-1]
+    head, sep, rest = last.partition(": ")
+    return rest if sep and "." in head and " " not in head else last
+
+
 class Source(abc.ABC):
     """A list of (image, label) pairs of one split.
 
