@@ -39,8 +39,8 @@ test-full: $(STAMP)  ## run every test, including the slow ones (DDP, sweeps)
 	$(BIN)/pytest -q --nbmake -m "slow or not slow" tests notebooks
 
 lint: $(STAMP)  ## ruff check + format check
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 
 demo: $(STAMP)  ## train SD-AANet on the built-in synthetic dataset, evaluate 1-shot on novel classes
 	$(BIN)/python -m sdaanet.demo $(ARGS)

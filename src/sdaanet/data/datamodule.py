@@ -23,8 +23,6 @@ from sdaanet.data.episodes import EpisodeDataset, EpisodeSampler, collate_episod
 from sdaanet.data.sources.base import Source
 from sdaanet.data.transforms import RECIPES, build_transform
 
-SPLITS = ("train", "val", "test")
-
 
 def plain(value: Any) -> Any:
     """OmegaConf containers (Hydra passes them through) -> plain Python."""
