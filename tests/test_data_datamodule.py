@@ -15,7 +15,7 @@ REQUIRED = {
     "_target_", "fold", "ways", "ppm_scales", "train_size", "val_size", "batch_size",
     "val_batch_size", "num_workers", "val_episodes", "val_seed", "train_episodes", "pin_memory",
     "min_area", "train_transform", "val_transform", "strict_query_classes", "drop_novel_images",
-    "return_raw_label", "source",
+    "return_raw_label", "selection", "holdout_fraction", "holdout_seed", "source",
 }  # fmt: skip
 N_TEST = {"synthetic": 5, "pascal": 5, "coco": 20}
 
@@ -111,3 +111,26 @@ def test_coco_fold_styles_select_the_digest_classes():
     contiguous = CocoDataModule(root="x", fold=1, fold_style="contiguous")
     assert contiguous.split_classes("test") == list(range(21, 41))
     assert len(contiguous.split_classes("train")) == 60
+
+
+def test_selection_on_held_out_base_classes_never_touches_novel_classes(tmp_path):
+    small = {"num_workers": 0, "train_size": 33, "val_size": 33, "val_episodes": 20,
+             "min_area": 64, "source.num_train": 200, "source.num_val": 60,
+             "source.image_size": 64, "selection": "base", "holdout_fraction": 0.25}  # fmt: skip
+    cfg = load("synthetic", tmp_path, **small)
+    dm = hydra.utils.instantiate(cfg.data, shot=1, seed=3, _recursive_=False)
+    dm.setup("fit")
+    novel, base = set(dm.split_classes("val")), set(dm.split_classes("train"))
+    assert dm.n_val_classes == 15 and dm.n_test_classes == 5
+    held_out = set(dm.holdout(200))
+    assert len(held_out) == 50 and held_out == set(dm.holdout(200))  # deterministic
+    val, train = dm.datasets["val"], dm.datasets["train"]
+    assert set(val.index.queries) <= held_out and not held_out & set(train.index.queries)
+    for pool in train.index.class_images.values():
+        assert not held_out & set(pool)
+    for k in range(20):
+        plan = val.plan(k)
+        assert plan.class_id in base and set(plan.supports[0]) <= held_out
+    dm.setup("test")  # the test episodes are the novel-class ones, as with selection=novel
+    test_ids = {int(c) for batch in dm.test_dataloader() for c in batch["class_id"]}
+    assert test_ids <= novel and test_ids

@@ -3,10 +3,12 @@ per-iteration poly decay, and episodic validation/test metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdaanet.metrics import ClassMIoU, FBIoU
@@ -19,6 +21,13 @@ class FewShotSegmentationModule(L.LightningModule):
 
     L = CE + aux_weight * mean(aux CE) + alpha * L_KD + beta * L_SAAM (Eq. 12 plus D13).
     `model_cfg` is stored in the checkpoint so a checkpoint names the architecture it holds.
+
+    Evaluation: `n_val_classes` (default `n_test_classes`) sizes the validation metric, which
+    differs when checkpoints are selected on held-out base-class episodes (`selection="base"`).
+    `score_original` scores at the original label size (batches carry `raw_query_mask`); the
+    prediction's image region (`raw_valid`) is resized bilinearly to it. `multiscale` (Table V):
+    the network also runs on the inputs resized to each listed side and the softmax outputs,
+    resized to the input size, are summed.
     """
 
     def __init__(
@@ -31,6 +40,10 @@ class FewShotSegmentationModule(L.LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         poly_power: float = 0.9,
+        n_val_classes: int | None = None,
+        selection: str = "novel",
+        score_original: bool = False,
+        multiscale: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if name not in ("sgd", "adamw"):
@@ -43,14 +56,41 @@ class FewShotSegmentationModule(L.LightningModule):
             "kd": float(model_cfg.get("alpha", 50.0)),
             "saam": float(model_cfg.get("beta", 0.5)),
         }
-        self.val_miou = ClassMIoU(n_test_classes)
+        self.score_original = bool(score_original)
+        self.multiscale = tuple(int(s) for s in multiscale) if multiscale else ()
+        self.val_miou = ClassMIoU(n_val_classes or n_test_classes)
         self.val_fbiou = FBIoU()
         self.test_miou = ClassMIoU(n_test_classes)
         self.test_fbiou = FBIoU()
+        self.test_results: dict[str, Any] = {}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits (B, 2, H, W) for an episode batch; never reads the query mask."""
         return self.net(batch["query_image"], batch["support_images"], batch["support_masks"])
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        """Scores (B, C, H, W) whose argmax is the prediction: the logits, or with `multiscale`
+        the sum of the softmax outputs of every scale, each resized to the input size (Table V)."""
+        if not self.multiscale:
+            return self(batch)
+        query, images, masks = batch["query_image"], batch["support_images"], batch["support_masks"]
+        size = query.shape[-2:]
+        total = 0
+        for side in self.multiscale:
+            if (side, side) == tuple(size):
+                scores = self.net(query, images, masks)
+            else:
+                resize = (side, side)
+                scores = self.net(
+                    F.interpolate(query, resize, mode="bilinear", align_corners=True),
+                    F.interpolate(
+                        images.flatten(0, 1), resize, mode="bilinear", align_corners=True
+                    ).unflatten(0, images.shape[:2]),
+                    F.interpolate(masks.float(), resize, mode="nearest").long(),
+                )
+                scores = F.interpolate(scores, size, mode="bilinear", align_corners=True)
+            total = total + scores.softmax(1)
+        return total
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.net(
@@ -69,9 +109,21 @@ class FewShotSegmentationModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:
-        preds = self(batch).argmax(1)
-        miou.update(preds, batch["query_mask"], batch["class_index"])
-        fbiou.update(preds, batch["query_mask"])
+        scores = self.predict(batch)
+        if not self.score_original:
+            preds = scores.argmax(1)
+            miou.update(preds, batch["query_mask"], batch["class_index"])
+            fbiou.update(preds, batch["query_mask"])
+            return
+        if "raw_query_mask" not in batch:
+            raise ValueError("score_original needs data.return_raw_label=true")
+        sizes = zip(batch["raw_size"].tolist(), batch["raw_valid"].tolist(), strict=True)
+        for b, ((h, w), (vh, vw)) in enumerate(sizes):
+            region = scores[b : b + 1, :, :vh, :vw]
+            pred = F.interpolate(region, (h, w), mode="bilinear", align_corners=True).argmax(1)
+            target = batch["raw_query_mask"][b : b + 1, :h, :w]
+            miou.update(pred, target, batch["class_index"][b : b + 1])
+            fbiou.update(pred, target)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_miou, self.val_fbiou)
@@ -86,6 +138,11 @@ class FewShotSegmentationModule(L.LightningModule):
         self._evaluate(batch, self.test_miou, self.test_fbiou)
 
     def on_test_epoch_end(self) -> None:
+        self.test_results = {
+            "class_miou": float(self.test_miou.compute()),
+            "fbiou": float(self.test_fbiou.compute()),
+            "per_class_iou": self.test_miou.per_class().tolist(),
+        }
         self.log("test/class_miou", self.test_miou.compute(), sync_dist=False)
         self.log("test/fbiou", self.test_fbiou.compute(), sync_dist=False)
         self.test_miou.reset()

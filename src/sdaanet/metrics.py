@@ -54,13 +54,19 @@ class ClassMIoU(Metric):
         self.union.index_add_(0, class_index, union[:, 1].double())
         self.drawn.index_add_(0, class_index, torch.ones_like(class_index, dtype=torch.float64))
 
-    def per_class(self) -> Tensor:
-        """IoU of every class (NaN for a class never drawn)."""
+    def _iou(self) -> Tensor:
         iou = self.inter / (self.union + 1e-10)
         return torch.where(self.drawn > 0, iou, torch.nan)
 
+    def per_class(self) -> Tensor:
+        """IoU of every class (NaN for a class never drawn), synced across DDP ranks."""
+        if self._is_synced:
+            return self._iou()
+        with self.sync_context():
+            return self._iou()
+
     def compute(self) -> Tensor:
-        return self.per_class().nanmean().float()
+        return self._iou().nanmean().float()
 
 
 class FBIoU(Metric):

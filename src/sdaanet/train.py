@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import hydra
 import lightning as L
@@ -41,17 +42,21 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> EpisodicDataM
 
 
 def build_module(
-    cfg: DictConfig, datamodule: EpisodicDataModule | None = None
+    cfg: DictConfig, datamodule: EpisodicDataModule | None = None, **evaluation: Any
 ) -> FewShotSegmentationModule:
     """The network of `cfg.model` wrapped in the LightningModule with the optimiser settings;
-    the metrics average over the novel classes of the fold (`datamodule`, else `cfg.data`'s)."""
+    the metrics average over the fold's classes (`datamodule`, else `cfg.data`'s). `evaluation`:
+    `score_original`, `multiscale` (see `FewShotSegmentationModule`)."""
     if datamodule is None:
         datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
     return FewShotSegmentationModule(
         build_model(cfg.model),
         model_cfg=OmegaConf.to_container(cfg.model, resolve=True),
         n_test_classes=datamodule.n_test_classes,
+        n_val_classes=datamodule.n_val_classes,
+        selection=datamodule.selection,
         **cfg.get("optimizer", {}),
+        **evaluation,
     )
 
 

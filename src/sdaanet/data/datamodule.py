@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from sdaanet.data.episodes import EpisodeDataset, EpisodeSampler, collate_episodes
@@ -60,6 +61,11 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         drop_novel_images: leave every training image holding a novel-class pixel out (by
             default they stay, with those pixels as background, as in the authors' code).
         return_raw_label: evaluation items also carry ``raw_query_mask`` at the original size.
+        selection: what validation (hence checkpoint selection) runs on. ``novel``: the test
+            episodes' novel classes, as the authors did. ``base``: held-out training images and
+            the base classes, so the novel classes are never seen before the test; the held-out
+            images (``holdout_fraction`` of the training list, drawn from ``holdout_seed``) are
+            then left out of training. Test episodes are the same either way.
         source: source-specific options (see the subclass).
     """
 
@@ -87,6 +93,9 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         strict_query_classes: bool = False,
         drop_novel_images: bool = False,
         return_raw_label: bool = False,
+        selection: str = "novel",
+        holdout_fraction: float = 0.1,
+        holdout_seed: int = 0,
         source: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -114,6 +123,13 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         self.strict_query_classes = bool(strict_query_classes)
         self.drop_novel_images = bool(drop_novel_images)
         self.return_raw_label = bool(return_raw_label)
+        if selection not in ("novel", "base"):
+            raise ValueError(f"selection must be 'novel' or 'base', got {selection!r}")
+        if not 0 < holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+        self.selection = selection
+        self.holdout_fraction = float(holdout_fraction)
+        self.holdout_seed = int(holdout_seed)
         self.source_options = dict(plain(source) or {})
         self.datasets: dict[str, EpisodeDataset] = {}
 
@@ -142,16 +158,33 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
     # -- derived ------------------------------------------------------------------------------
     @property
     def n_test_classes(self) -> int:
-        """Novel classes of the fold (the class-mIoU averages over them)."""
-        return len(self.split_classes("val"))
+        """Novel classes of the fold (the test class-mIoU averages over them)."""
+        return len(self.split_classes("test"))
+
+    @property
+    def n_val_classes(self) -> int:
+        """Classes the validation class-mIoU averages over (base ones with ``selection=base``)."""
+        return len(self.split_classes("train" if self.selection == "base" else "val"))
+
+    def holdout(self, n_images: int) -> list[int]:
+        """The training images (source indices) held out for ``selection=base``."""
+        k = max(1, round(self.holdout_fraction * n_images))
+        perm = np.random.default_rng(self.holdout_seed).permutation(n_images)
+        return sorted(int(i) for i in perm[:k])
 
     def _dataset(self, split: str) -> EpisodeDataset:
         train = split == "train"
         size = self.train_size if train else self.val_size
         novel = self.split_classes("val")
+        on_base = self.selection == "base" and split in ("train", "val")
+        source = self.make_source("train" if on_base else split)
+        skip: Sequence[int] = ()
+        if on_base:
+            held_out = self.holdout(len(source))
+            skip = held_out if train else sorted(set(range(len(source))) - set(held_out))
         return EpisodeDataset(
-            self.make_source(split),
-            self.split_classes(split),
+            source,
+            self.split_classes("train" if on_base else split),
             self.shot,
             build_transform(self.train_transform if train else self.val_transform, size),
             seed=self.seed if train else self.val_seed,
@@ -162,12 +195,16 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
             strict_query_classes=self.strict_query_classes,
             ways=self.ways,
             drop_images_with=novel if train and self.drop_novel_images else (),
+            skip_images=skip,
             class_names=self.class_names,
         )
 
     def _eval_split(self, stage: str | None) -> str:
-        # "test" has its own classes only where a dataset defines them (FSS-1000)
-        if stage == "test" and self.split_classes("test") != self.split_classes("val"):
+        # the test episodes are the validation ones, unless validation runs on base classes or
+        # the dataset has separate test classes (FSS-1000)
+        if stage == "test" and (
+            self.selection == "base" or self.split_classes("test") != self.split_classes("val")
+        ):
             return "test"
         return "val"
 

@@ -67,20 +67,23 @@ def build_index(
     min_images: int = 1,
     strict_query_classes: bool = False,
     drop_images_with: Collection[int] = (),
+    skip_images: Collection[int] = (),
 ) -> EpisodeIndex:
     """Filter images per digest §4.2 from per-image class areas (class id -> pixel count).
 
     A class with fewer than ``min_images`` images (area >= ``min_area``) is ``excluded``: never a
     target, so an image whose only kept classes are excluded is no query. Images holding any pixel
-    of a class in ``drop_images_with`` are left out entirely (the stricter PASCAL-5i setting).
+    of a class in ``drop_images_with`` are left out entirely (the stricter PASCAL-5i setting), as
+    are the images (source indices) in ``skip_images``.
     """
     classes = tuple(int(c) for c in classes)
     wanted = set(classes)
     dropped = set(drop_images_with)
+    skipped = set(skip_images)
     class_images: dict[int, list[int]] = {c: [] for c in classes}
     kept_per_image = []
     for i, image_areas in enumerate(areas):
-        if dropped and not dropped.isdisjoint(image_areas):
+        if i in skipped or (dropped and not dropped.isdisjoint(image_areas)):
             kept = []
         else:
             kept = sorted(c for c, a in image_areas.items() if c in wanted and a >= min_area)
@@ -154,13 +157,15 @@ class EpisodeDataset(Dataset):
         min_area: minimum class area in pixels at the original resolution.
         return_raw_label: also return ``raw_query_mask``, the query label mapped like
             ``query_mask`` before the transform (original size; ``collate_episodes`` pads it),
-            and ``raw_size`` (h, w).
+            ``raw_size`` (h, w) and ``raw_valid`` (the top-left region of the input that shows
+            the image, ``transform.valid_hw``; the rest is padding).
         strict_query_classes: draw the target only among the query's classes >= ``min_area``.
         ways: classes per episode. 1: the binary episodes of the paper. N > 1 (multi-class mode):
             N distinct classes, ``shot`` supports each, the query holds at least one of them; the
             query label maps the n-th class to n (1..N) in support order.
         drop_images_with: leave out every image holding any of these classes (e.g. the novel
             classes when training, for the stricter protocol).
+        skip_images: source indices to leave out (e.g. a held-out part of the training images).
         class_names: id -> name, for messages.
     """
 
@@ -179,6 +184,7 @@ class EpisodeDataset(Dataset):
         strict_query_classes: bool = False,
         ways: int = 1,
         drop_images_with: Collection[int] = (),
+        skip_images: Collection[int] = (),
         class_names: Mapping[int, str] | None = None,
         index: EpisodeIndex | None = None,
     ) -> None:
@@ -203,6 +209,7 @@ class EpisodeDataset(Dataset):
                 min_images=self.shot + 1,
                 strict_query_classes=strict_query_classes,
                 drop_images_with=drop_images_with,
+                skip_images=skip_images,
             )
         self.index = index
         self.classes = self.index.classes
@@ -333,6 +340,8 @@ class EpisodeDataset(Dataset):
         if self.return_raw_label:
             item["raw_query_mask"] = torch.from_numpy(q_raw.astype(np.int64))
             item["raw_size"] = torch.tensor(q_raw.shape, dtype=torch.int64)
+            valid = getattr(self.transform, "valid_hw", lambda h, w: q_mask.shape)(*q_raw.shape)
+            item["raw_valid"] = torch.tensor(valid, dtype=torch.int64)
         return item
 
 

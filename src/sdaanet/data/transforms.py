@@ -127,6 +127,12 @@ class EpisodeTransform:
         img = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
         return img, np.ascontiguousarray(label, dtype=np.int64)
 
+    def valid_hw(self, h: int, w: int) -> tuple[int, int]:
+        """The top-left region of the output that shows an h x w input (the rest is padding)."""
+        if self.recipe in ("val_pad", "val_paper"):
+            return _padded_hw(h, w, self.size[0], shrink_only=self.recipe == "val_pad")
+        return self.size
+
     def __repr__(self) -> str:
         return f"EpisodeTransform({self.recipe!r}, size={self.size})"
 

@@ -1,0 +1,221 @@
+"""The evaluation protocol: seeds, label modes, original-size scoring, multi-scale, outputs."""
+
+import csv
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from sdaanet import compose_config
+from sdaanet.eval import output_dir_of, summarise
+from sdaanet.eval import run as run_eval
+from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.metrics import ClassMIoU, FBIoU
+from sdaanet.train import build_datamodule
+from sdaanet.train import run as run_train
+
+
+class FixedNet(nn.Module):
+    """Logits that mark the left half of the input as foreground (for hand-computed scores)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def learnable_parameters(self):
+        return iter([self.w])
+
+    def forward(self, query, images, masks, query_mask=None):
+        b, _, h, w = query.shape
+        logits = torch.zeros(b, 2, h, w)
+        logits[:, 1, :, : w // 2] = 1.0
+        return logits
+
+
+def module(**kw):
+    return FewShotSegmentationModule(FixedNet(), model_cfg={}, n_test_classes=2, **kw)
+
+
+def test_original_size_scoring_uses_the_image_region_only():
+    # a 10x20 image shown as 10x20 in the top-left of a 32x32 input (val_paper at 20 would scale
+    # it; here raw_valid says where it is): the prediction's region is resized to 10x20
+    m = module(score_original=True)
+    raw = torch.full((1, 10, 20), 255)
+    raw[0, :, :5] = 1  # fg: columns 0-4
+    raw[0, :, 5:] = 0
+    batch = {
+        "query_image": torch.zeros(1, 3, 32, 32),
+        "support_images": torch.zeros(1, 1, 3, 32, 32),
+        "support_masks": torch.zeros(1, 1, 32, 32, dtype=torch.int64),
+        "query_mask": torch.zeros(1, 32, 32, dtype=torch.int64),
+        "class_index": torch.tensor([1]),
+        "raw_query_mask": raw,
+        "raw_size": torch.tensor([[10, 20]]),
+        "raw_valid": torch.tensor([[10, 20]]),
+    }
+    m._evaluate(batch, m.test_miou, m.test_fbiou)
+    # predicted fg = columns 0-15 of the 32-wide input, i.e. columns 0-15 of the 20-wide region:
+    # fg I = 5*10, U = 16*10; bg I = 4*10, U = 15*10
+    assert m.test_miou.per_class()[1].item() == pytest.approx(5 / 16)
+    assert m.test_fbiou.compute().item() == pytest.approx((5 / 16 + 4 / 15) / 2)
+    with pytest.raises(ValueError, match="return_raw_label"):
+        m._evaluate(
+            {k: v for k, v in batch.items() if not k.startswith("raw")}, m.val_miou, m.val_fbiou
+        )
+
+
+def test_multiscale_sums_softmax_of_each_scale_at_the_input_size():
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 2, 3, padding=1)
+
+    class Wrapped(FixedNet):
+        def forward(self, query, images, masks, query_mask=None):
+            return net(query) + images.mean() + masks.float().mean()
+
+    m = FewShotSegmentationModule(Wrapped(), {}, 2, multiscale=[17, 33])
+    batch = {
+        "query_image": torch.randn(2, 3, 33, 33),
+        "support_images": torch.randn(2, 1, 3, 33, 33),
+        "support_masks": (torch.rand(2, 1, 33, 33) > 0.5).long(),
+    }
+    scores = m.predict(batch)
+    assert scores.shape == (2, 2, 33, 33)
+    full = m.net(batch["query_image"], batch["support_images"], batch["support_masks"])
+    q = torch.nn.functional.interpolate(batch["query_image"], (17, 17), mode="bilinear",
+                                        align_corners=True)  # fmt: skip
+    s = torch.nn.functional.interpolate(batch["support_images"][:, 0], (17, 17), mode="bilinear",
+                                        align_corners=True)[:, None]  # fmt: skip
+    k = torch.nn.functional.interpolate(batch["support_masks"].float(), (17, 17), mode="nearest")
+    small = torch.nn.functional.interpolate(
+        m.net(q, s, k.long()), (33, 33), mode="bilinear", align_corners=True
+    )
+    expected = full.softmax(1) + small.softmax(1)
+    torch.testing.assert_close(scores, expected)
+    assert torch.allclose(scores.sum(1), torch.full((2, 33, 33), 2.0))
+
+
+def test_summary_mean_and_sample_std():
+    runs = [
+        {"class_miou": 0.5, "fbiou": 0.6, "per_class_iou": [0.4, 0.6]},
+        {"class_miou": 0.7, "fbiou": 0.6, "per_class_iou": [0.6, 0.8]},
+    ]
+    s = summarise(runs)
+    assert s["class_miou"]["mean"] == pytest.approx(0.6)
+    assert s["class_miou"]["std"] == pytest.approx(0.1414213562)  # sqrt(0.02 / 1)
+    assert s["fbiou"]["std"] == 0 and s["per_class_iou"][1]["mean"] == pytest.approx(0.7)
+
+
+def _ddp_worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    miou, fb = ClassMIoU(3), FBIoU()
+    preds, target, cls = _episodes()
+    miou.update(preds[rank::2], target[rank::2], cls[rank::2])
+    fb.update(preds[rank::2], target[rank::2])
+    values = [miou.compute().item(), fb.compute().item(), *miou.per_class().tolist()]
+    if rank == 0:
+        torch.save(values, out)
+    dist.destroy_process_group()
+
+
+def _episodes():
+    g = torch.Generator().manual_seed(0)
+    preds = torch.randint(0, 2, (7, 6, 6), generator=g)
+    target = torch.randint(0, 2, (7, 6, 6), generator=g)
+    target[:, 0] = 255
+    cls = torch.tensor([0, 1, 0, 1, 0, 1, 0])  # class 2 never drawn
+    return preds, target, cls
+
+
+def test_metrics_synced_over_two_gloo_processes_equal_one_process(tmp_path):
+    preds, target, cls = _episodes()
+    miou, fb = ClassMIoU(3), FBIoU()
+    miou.update(preds, target, cls)
+    fb.update(preds, target)
+    single = [miou.compute().item(), fb.compute().item(), *miou.per_class().tolist()]
+    out = tmp_path / "ddp.pt"
+    port = 29500 + os.getpid() % 1000
+    mp.start_processes(_ddp_worker, args=(port, str(out)), nprocs=2, start_method="spawn")
+    synced = torch.load(out)
+    assert synced[:4] == pytest.approx(single[:4]) and synced[4] != synced[4]  # NaN: undrawn
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    run_train(compose_config(["debug=tiny", f"paths.output_dir={out}"]))
+    return out / "checkpoints" / "last.ckpt"
+
+
+def _eval_cfg(tmp_path, ckpt, *overrides):
+    return compose_config(
+        ["debug=tiny", f"paths.output_dir={tmp_path}", f"ckpt_path={ckpt}", *overrides],
+        config_name="eval",
+    )
+
+
+def test_eval_over_seeds_writes_json_and_csv_next_to_the_checkpoint(tmp_path, tiny_ckpt):
+    metrics = run_eval(_eval_cfg(tmp_path / "a", tiny_ckpt, "eval.seeds=[1,2,3]"))
+    out = output_dir_of(tiny_ckpt)
+    assert out == tiny_ckpt.parent.parent / "eval"
+    (json_file,) = out.glob("last-synthetic-fold0-1shot-data*.json")
+    record = json.loads(json_file.read_text())
+    assert [r["seed"] for r in record["seeds"]] == [1, 2, 3]
+    p = record["protocol"]
+    assert (p["dataset"], p["fold"], p["shot"], p["episodes"], p["input_size"]) == (
+        "synthetic",
+        0,
+        1,
+        6,
+        65,
+    )
+    assert p["scored_on"] == "transformed label" and p["checkpoint_selected_on"] == "novel"
+    assert len(record["classes"]) == 5 and len(record["seeds"][0]["per_class_iou"]) == 5
+    mean = sum(r["class_miou"] for r in record["seeds"]) / 3
+    assert metrics["test/class_miou"] == pytest.approx(mean)
+    rows = list(csv.reader(open(json_file.with_suffix(".csv"))))
+    assert rows[0][:3] == ["seed", "class_miou", "fbiou"] and rows[0][3] == record["classes"][0]
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3", "mean", "std"]
+    # each seed draws other episodes (an untrained net may still score them alike)
+    plans = []
+    for seed in (1, 2):
+        dm = build_datamodule(_eval_cfg(tmp_path, tiny_ckpt, f"data.val_seed={seed}"), "test")
+        dm.setup("test")
+        plans.append([dm.val_set.plan(k).supports for k in range(6)])
+    assert plans[0] != plans[1]
+
+
+def test_eval_is_repeatable_and_independent_of_workers(tmp_path, tiny_ckpt):
+    a = run_eval(_eval_cfg(tmp_path / "a", tiny_ckpt, "eval.seeds=[5,6]", "data.num_workers=0"))
+    b = run_eval(_eval_cfg(tmp_path / "b", tiny_ckpt, "eval.seeds=[5,6]", "data.num_workers=0"))
+    c = run_eval(_eval_cfg(tmp_path / "c", tiny_ckpt, "eval.seeds=[5,6]", "data.num_workers=2"))
+    assert a == b == c
+
+
+def test_paper_label_mode_scores_at_the_original_size(tmp_path, tiny_ckpt):
+    cfg = _eval_cfg(tmp_path, tiny_ckpt, "eval.seeds=[1]", "eval.label_mode=paper")
+    run_eval(cfg)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    p = record["protocol"]
+    assert p["val_transform"] == "val_paper" and p["input_size"] == 321
+    assert p["scored_on"] == "original label size"
+    with pytest.raises(ValueError, match="eval.label_mode must be one of"):
+        run_eval(_eval_cfg(tmp_path, tiny_ckpt, "eval.label_mode=nope"))
+
+
+def test_checkpoints_selected_on_base_classes_say_so_in_the_protocol(tmp_path):
+    train = compose_config(
+        ["debug=tiny", f"paths.output_dir={tmp_path / 't'}", "data.selection=base"]
+    )
+    metrics = run_train(train)
+    assert 0 <= metrics["val/class_miou"] <= 1
+    best = next((tmp_path / "t" / "checkpoints").glob("best-*.ckpt"))
+    assert torch.load(best, weights_only=False)["hyper_parameters"]["selection"] == "base"
+    run_eval(_eval_cfg(tmp_path / "e", best, "eval.seeds=[1]"))
+    record = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert record["protocol"]["checkpoint_selected_on"] == "base"
+    assert len(record["classes"]) == 5  # tested on the novel classes
