@@ -17,7 +17,7 @@ DATA_ROOT ?=
 SBD ?=
 WORKERS ?= 4
 
-.PHONY: help install test test-full lint demo train eval sweep bench data-pascal data-coco data-fss1000 data-folder clean
+.PHONY: help install test test-full lint demo train eval sweep bench complexity data-pascal data-coco data-fss1000 data-folder clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ train: $(STAMP)  ## train: make train FOLD=0 SHOT=1 DATA=pascal ARGS="..."
 eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 	@test -n "$(CKPT)" || { echo "error: CKPT is not set; run: make eval CKPT=logs/.../checkpoints/last.ckpt" >&2; exit 2; }
 	$(BIN)/python -m sdaanet.eval ckpt_path=$(CKPT) $(ARGS)
+
+complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-AANet (ARGS="complexity.size=321")
+	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
 
 sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid
 	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=0,1,2,3 model.alpha=10,50 model.beta=0.5,1.0 $(ARGS)
