@@ -60,10 +60,12 @@ def test_ddp_two_gloo_processes_train_and_sync_metrics(tmp_path):
             tmp_path,
         )
         results[name] = json.loads((out / "metrics.json").read_text())
-    assert results["ddp"]["test/class_miou"] == pytest.approx(
-        results["single"]["test/class_miou"], abs=1e-6
-    )
-    assert results["ddp"]["test/fbiou"] == pytest.approx(results["single"]["test/fbiou"], abs=1e-6)
+    single, ddp_run = results["single"]["seeds"], results["ddp"]["seeds"]
+    assert [r["seed"] for r in ddp_run] == [321, 322, 323, 324, 325]
+    for one, two in zip(single, ddp_run, strict=True):  # every seed, every class (synced)
+        assert two["class_miou"] == pytest.approx(one["class_miou"], abs=1e-6)
+        assert two["fbiou"] == pytest.approx(one["fbiou"], abs=1e-6)
+        assert two["per_class_iou"] == pytest.approx(one["per_class_iou"], abs=1e-6, nan_ok=True)
 
 
 def test_sweep_over_two_folds_gives_each_job_its_own_dir(tmp_path):
