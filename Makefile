@@ -13,6 +13,7 @@ SHOT ?= 1
 DATA ?= pascal
 ARGS ?=
 CKPT ?=
+MODE ?= binary
 DATA_ROOT ?=
 SBD ?=
 WORKERS ?= 4
@@ -42,8 +43,8 @@ lint: $(STAMP)  ## ruff check + format check
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/ruff format --check src tests scripts bench
 
-demo: $(STAMP)  ## train SD-AANet on the built-in synthetic dataset, evaluate 1-shot on novel classes
-	$(BIN)/python -m sdaanet.demo $(ARGS)
+demo: $(STAMP)  ## train + evaluate SD-AANet on the synthetic dataset (MODE=multiclass: 5-way)
+	$(BIN)/python -m sdaanet.demo $(if $(filter multiclass,$(MODE)),--multiclass) $(ARGS)
 
 train: $(STAMP)  ## train: make train FOLD=0 SHOT=1 DATA=pascal ARGS="..."
 	$(BIN)/python -m sdaanet.train data=$(DATA) data.fold=$(FOLD) shot=$(SHOT) $(ARGS)

@@ -92,7 +92,21 @@ class FewShotSegmentationModule(L.LightningModule):
             total = total + scores.softmax(1)
         return total
 
+    @staticmethod
+    def check_episodes(batch: dict[str, Tensor]) -> None:
+        """N-way batches must name N distinct classes per episode."""
+        ids = batch["class_id"]
+        if ids.dim() == 2 and ids.shape[1] > 1:
+            repeated = (ids.sort(1).values.diff(dim=1) == 0).any(1)
+            if bool(repeated.any()):
+                b = int(repeated.nonzero()[0])
+                raise ValueError(
+                    f"episode {b} of the batch has two supports of the same class "
+                    f"({ids[b].tolist()}); N-way episodes need N distinct classes"
+                )
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self.check_episodes(batch)
         out = self.net(
             batch["query_image"],
             batch["support_images"],
@@ -109,6 +123,7 @@ class FewShotSegmentationModule(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:
+        self.check_episodes(batch)
         scores = self.predict(batch)
         if not self.score_original:
             preds = scores.argmax(1)
@@ -122,7 +137,7 @@ class FewShotSegmentationModule(L.LightningModule):
             region = scores[b : b + 1, :, :vh, :vw]
             pred = F.interpolate(region, (h, w), mode="bilinear", align_corners=True).argmax(1)
             target = batch["raw_query_mask"][b : b + 1, :h, :w]
-            miou.update(pred, target, batch["class_index"][b : b + 1])
+            miou.update(pred, target, batch["class_index"][b : b + 1])  # (1,) or (1, N)
             fbiou.update(pred, target)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

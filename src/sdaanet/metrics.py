@@ -29,12 +29,25 @@ def episode_counts(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack(inter, 1), torch.stack(union, 1)
 
 
+def channel_target(target: Tensor, label: int) -> Tensor:
+    """``label`` -> 1, 255 kept, everything else -> 0."""
+    return torch.where(target == IGNORE_INDEX, target, (target == label).long())
+
+
+def foreground(labels: Tensor) -> Tensor:
+    """Any class -> 1, 255 kept: an N-way label map as background/foreground (FB-IoU)."""
+    return torch.where(labels == IGNORE_INDEX, labels, (labels > 0).long())
+
+
 class ClassMIoU(Metric):
     """Foreground IoU per novel class over all episodes, averaged over the fold's `n_classes`.
 
     IoU_c = sum I_c / (sum U_c + 1e-10). The mean runs over the classes drawn in at least one
     episode: the authors count a never-drawn class as 0, which their 1000/4000 episodes never hit
     (every class is drawn), but a short run or a class left out for having too few images would.
+
+    N-way episodes (multi-class mode): ``class_index`` is (B, N) and labels hold 0..N; channel n
+    counts towards class ``class_index[:, n-1]`` (Table VIII's per-class IoU).
     """
 
     full_state_update = False
@@ -49,6 +62,12 @@ class ClassMIoU(Metric):
     def update(self, preds: Tensor, target: Tensor, class_index: Tensor) -> None:
         if class_index.min() < 0 or class_index.max() >= self.n_classes:
             raise ValueError(f"class_index must lie in [0, {self.n_classes}), got {class_index}")
+        if class_index.dim() == 2:
+            for n in range(class_index.shape[1]):
+                self.update(
+                    (preds == n + 1).long(), channel_target(target, n + 1), class_index[:, n]
+                )
+            return
         inter, union = episode_counts(preds, target)
         self.inter.index_add_(0, class_index, inter[:, 1].double())
         self.union.index_add_(0, class_index, union[:, 1].double())
@@ -70,7 +89,8 @@ class ClassMIoU(Metric):
 
 
 class FBIoU(Metric):
-    """Mean of background and foreground IoU from counts summed over all episodes."""
+    """Mean of background and foreground IoU from counts summed over all episodes (in N-way
+    episodes every class is foreground)."""
 
     full_state_update = False
 
@@ -80,7 +100,7 @@ class FBIoU(Metric):
         self.add_state("union", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        inter, union = episode_counts(preds, target)
+        inter, union = episode_counts(foreground(preds), foreground(target))
         self.inter += inter.sum(0).double()
         self.union += union.sum(0).double()
 

@@ -38,6 +38,12 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> EpisodicDataM
         if isinstance(exc, DataError):
             raise
         raise DataConfigError(f"data config: {one_line(exc)}") from exc
+    n_novel = datamodule.n_test_classes
+    if datamodule.ways > n_novel:
+        raise DataConfigError(
+            f"data config: ways={datamodule.ways} but fold {datamodule.fold} has only {n_novel} "
+            f"novel classes; use data.ways <= {n_novel}"
+        )
     return datamodule
 
 

@@ -7,12 +7,14 @@ from typing import Any
 
 from .backbones import BACKBONE_NAMES, Backbone, build_backbone, load_backbone_weights
 from .layers import masked_gap
+from .multiclass import MultiClassSDAANet
 from .sdaanet import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetOutput
 
 __all__ = [
     "AUTHORS_KEY_PREFIXES",
     "BACKBONE_NAMES",
     "Backbone",
+    "MultiClassSDAANet",
     "SDAANet",
     "SDAANetOutput",
     "build_backbone",
@@ -33,7 +35,8 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def build_model(cfg: Any) -> SDAANet:
-    """Build SDAANet from ``cfg.model`` (``conf/model/*.yaml``; DictConfig or plain mapping).
+    """Build SDAANet from ``cfg.model`` (``conf/model/*.yaml``; DictConfig or plain mapping);
+    ``multiclass: true`` with ``ways`` N >= 2 builds ``MultiClassSDAANet`` (Algorithm 1).
 
     ``cfg.backbone`` is the backbone node (``name``, ``weights``, ``freeze_bn``) or just a name.
     Loss weights (``alpha``, ``beta``, ``aux_weight``) and ``name`` are not the network's concern.
@@ -41,11 +44,19 @@ def build_model(cfg: Any) -> SDAANet:
     c = _to_dict(cfg)
     bb = c.get("backbone", "resnet50")
     bb = {"name": bb} if isinstance(bb, str) else _to_dict(bb)
+    ways, multiclass = int(c.get("ways", 1)), bool(c.get("multiclass", False))
+    if multiclass != (ways > 1):
+        raise ValueError(
+            f"model.multiclass={multiclass} with data.ways={ways}: multi-class mode needs both "
+            "model.multiclass=true and data.ways >= 2 (experiment=table7_sdaanet sets them)"
+        )
     backbone = build_backbone(
         bb["name"], weights=bb.get("weights"), freeze_bn=bool(bb.get("freeze_bn", False))
     )
-    return SDAANet(
+    extra = {"ways": ways} if multiclass else {}
+    return (MultiClassSDAANet if multiclass else SDAANet)(
         backbone,
+        **extra,
         shot=int(c.get("shot", 1)),
         ppm_scales=[float(s) for s in c.get("ppm_scales", (60, 30, 15, 8))],
         reduce_dim=int(c.get("reduce_dim", 256)),

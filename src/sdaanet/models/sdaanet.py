@@ -202,12 +202,15 @@ class SDAANet(nn.Module):
     def _backbone(
         self, query: Tensor, support_images: Tensor, support_masks: Tensor
     ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor]]:
-        """Frozen features: query (mid, layer4); per shot (mid, layer4 of masked layer3, mask).
-
-        The support mask m_k = (s == 1) is resized bilinearly to the layer3 size (soft).
-        """
+        """Frozen features: query (mid, layer4); per shot (mid, layer4 of masked layer3, mask)."""
         q3, q_mid = self.backbone.mid(query)
-        q4 = self.backbone.high(q3)
+        return q_mid, self.backbone.high(q3), *self._support_features(support_images, support_masks)
+
+    def _support_features(
+        self, support_images: Tensor, support_masks: Tensor
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per shot: mid features, layer4 of the masked layer3, and the mask m_k = (s == 1)
+        resized bilinearly to the layer3 size (soft)."""
         s_mid, s_high, s_masks = [], [], []
         for k in range(support_images.shape[1]):
             s3, mid = self.backbone.mid(support_images[:, k])
@@ -215,7 +218,7 @@ class SDAANet(nn.Module):
             s_mid.append(mid)
             s_high.append(self.backbone.high(s3 * m))  # PFENet trick (digest 1.2)
             s_masks.append(m)
-        return q_mid, q4, s_mid, s_high, s_masks
+        return s_mid, s_high, s_masks
 
     @torch.no_grad()
     def prior(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> Tensor:
