@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from sdaanet import compose_config
+from sdaanet.data.episodes import EpisodeDataset, EpisodeIndex
 from sdaanet.data.sources import DataConfigError
+from sdaanet.data.sources.synthetic import SyntheticSource
+from sdaanet.data.transforms import build_transform
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.models import MultiClassSDAANet, build_model
@@ -89,9 +92,17 @@ def test_bad_multiclass_input_gives_clear_errors(tmp_path):
     net = build_model({**TINY, "ways": 2}).train()
     query, images, masks = episode(2)
     label = torch.zeros(2, S, S, dtype=torch.int64)
-    label[0, :10, :10] = 1
-    with pytest.raises(ValueError, match="query 1 of the batch contains none of the 2 support"):
+    label[0, :10, :10] = 3
+    with pytest.raises(ValueError, match=r"query_mask holds \[3\]; a 2-way label is 0..N or 255"):
         net(query, images, masks, label)
+    # a query that holds none of the classes (with >= min_area pixels) is refused when planned
+    src = SyntheticSource("val", num_images=8, image_size=64)
+    index = EpisodeIndex(
+        classes=(1, 2), queries=(0,), query_classes=((1,),), class_images={1: (1, 2), 2: (3, 4)},
+        excluded={},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"synthetic/val/seed0/0: the query holds no class"):
+        EpisodeDataset(src, [1, 2], 1, build_transform("val", 33), ways=2, index=index)
     with pytest.raises(ValueError, match=r"support_images must have shape \(B,N=2,K,3,H,W\)"):
         net(query, images[:, :1], masks[:, :1], label)
     module = FewShotSegmentationModule(net, {}, n_test_classes=5)

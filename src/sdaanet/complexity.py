@@ -4,17 +4,18 @@
 (`complexity.size`, `shot`) and, for each, times `complexity.repeats` forward passes after
 `complexity.warmup` untimed ones (`torch.inference_mode`, eval mode, a device sync around every
 pass on CUDA) and reports the median. Peak memory is CUDA's max allocated bytes on GPU; on CPU it
-is the peak resident set size of a fresh process that builds and runs only that network, so the
-two numbers do not mix. Weights do not matter here, so none are loaded.
+is the peak resident set size of a fresh Python process that builds and runs only that network,
+so the two numbers do not mix. Weights do not matter here, so none are loaded.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,18 +26,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.models import build_model
 
-PAPER = {  # Table III, RTX 3090, 473x473 1-shot
+PAPER = {  # Table III, RTX 3090, 473x473, 1-shot
     "baseline": {"gpu_memory_mb": 2216, "fps": 18.75, "learnable_params": 10.8e6},
     "sdaanet": {"gpu_memory_mb": 2483, "fps": 17.65, "learnable_params": 14.1e6},
 }
 
 
 def count_learnable(net: torch.nn.Module) -> int:
-    """Parameters outside the frozen backbone that require grad."""
+    """Table III's learnable parameters: those outside the frozen backbone that require grad."""
     return sum(p.numel() for p in net.learnable_parameters() if p.requires_grad)
 
 
 def _inputs(size: int, shot: int, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Random query/support images and support masks with a centred foreground square."""
     g = torch.Generator().manual_seed(0)
     query = torch.randn(batch, 3, size, size, generator=g)
     images = torch.randn(batch, shot, 3, size, size, generator=g)
@@ -46,6 +48,7 @@ def _inputs(size: int, shot: int, batch: int, device: torch.device) -> tuple[tor
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo (else `platform`)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
@@ -62,13 +65,18 @@ def measure(
     size: int,
     shot: int,
     device: torch.device,
-    warmup: int = 3,
-    repeats: int = 10,
+    warmup: int,
+    repeats: int,
     batch: int = 1,
 ) -> dict[str, Any]:
-    """Median forward time (ms), FPS and, on CUDA, max allocated memory (MiB) of `net`."""
+    """Table III timing of `net` on one (batch, shot, size) input: `warmup` untimed and `repeats`
+    timed eval-mode forwards; ms median/min/max, FPS = batch episodes per median forward.
+
+    `peak_memory_mb` is CUDA's max allocated memory on GPU, and on CPU this process's peak RSS
+    (`ru_maxrss`), which is the network's own only in a fresh process (see `profile`).
+    """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, {warmup=}")
     net = net.to(device).eval()
     inputs = _inputs(size, shot, batch, device)
     cuda = device.type == "cuda"
@@ -86,77 +94,92 @@ def measure(
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1000)
     median = statistics.median(times)
-    out = {
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:  # ru_maxrss is KiB on Linux, bytes on macOS
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = rss / (2**20 if sys.platform == "darwin" else 2**10)
+    return {
         "ms_median": median,
         "ms_min": min(times),
         "ms_max": max(times),
         "fps": 1000.0 / median * batch,
-        "repeats": repeats,
+        "peak_memory_mb": peak,
         "warmup": warmup,
+        "repeats": repeats,
     }
-    if cuda:
-        out["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    return out
 
 
-def _build(model_cfg: dict) -> torch.nn.Module:
+def _build(model_cfg: dict[str, Any]) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random backbone weights: speed only
-        return build_model(OmegaConf.create(model_cfg))
+        return build_model(model_cfg)
 
 
-def _measure_in_child(model_cfg: dict, args: tuple, queue: Any) -> None:
-    torch.set_num_threads(args[-1])
-    net = _build(model_cfg)
-    result = measure(net, *args[:-1])
-    result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(result)
+def _child() -> None:
+    """Entry point of `profile`'s child process: JSON job in argv[1], JSON result on stdout."""
+    job = json.loads(sys.argv[1])
+    torch.set_num_threads(job["threads"])
+    result = measure(_build(job["model"]), device=torch.device("cpu"), **job["measure"])
+    print(json.dumps(result))
 
 
-def profile(model_cfg: dict, size: int, shot: int, device: torch.device, warmup: int,
-            repeats: int, batch: int = 1) -> dict[str, Any]:  # fmt: skip
-    """`measure` one network; on CPU in a fresh process so its peak RSS is its own."""
-    if device.type == "cuda":
-        return measure(_build(model_cfg), size, shot, device, warmup, repeats, batch)
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    args = (size, shot, device, warmup, repeats, batch, torch.get_num_threads())
-    child = ctx.Process(target=_measure_in_child, args=(model_cfg, args, queue))
-    child.start()
-    result = queue.get()
-    child.join()
-    return result
+def profile(
+    model_cfg: dict[str, Any],
+    size: int,
+    shot: int,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    batch: int = 1,
+) -> dict[str, Any]:
+    """`measure` one network built from `model_cfg`; on CPU in a fresh Python process (with this
+    process's thread count) so that its peak RSS is the network's own."""
+    args = {"size": size, "shot": shot, "warmup": warmup, "repeats": repeats, "batch": batch}
+    if device.type != "cpu":
+        return measure(_build(model_cfg), device=device, **args)
+    job = json.dumps({"model": model_cfg, "measure": args, "threads": torch.get_num_threads()})
+    code = "from sdaanet.complexity import _child; _child()"
+    proc = subprocess.run([sys.executable, "-c", code, job], capture_output=True, text=True)
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"complexity measurement process exited {proc.returncode}: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_complexity(cfg: DictConfig) -> dict[str, Any]:
-    """Table III for the baseline (SDPM and SAAM off) and SD-AANet as configured; prints a table
-    and writes `cfg.complexity.out` (JSON)."""
+    """Table III for the baseline (`cfg.model` with SDPM and SAAM off, as `model=pfenet`) and
+    SD-AANet (`cfg.model` with both on), 1-way, at `cfg.complexity.size` and `cfg.shot`; prints a
+    table next to the paper's numbers, writes `cfg.complexity.out` (JSON) and returns the record."""
     c = cfg.complexity
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if c.device == "auto" else c.device
-    )
-    sdaanet_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    sdaanet_cfg["backbone"] = {**sdaanet_cfg["backbone"], "weights": None}  # speed only
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if c.device == "auto" else c.device)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    backbone = model.get("backbone", "resnet50")
+    backbone = {"name": backbone} if isinstance(backbone, str) else backbone
+    size, shot, batch = int(c.size), int(cfg.shot), int(c.batch)
+    model.update(backbone={**backbone, "weights": None}, multiclass=False, ways=1, shot=shot)
     models = {
-        "baseline": {**sdaanet_cfg, "sdpm": False, "saam": False},
-        "sdaanet": {**sdaanet_cfg, "sdpm": True, "saam": True},
+        "baseline": {**model, "sdpm": False, "saam": False},
+        "sdaanet": {**model, "sdpm": True, "saam": True},
     }
     rows = {}
     for name, model_cfg in models.items():
         params = count_learnable(_build(model_cfg))
-        timing = profile(model_cfg, c.size, cfg.shot, device, c.warmup, c.repeats, c.batch)
+        timing = profile(model_cfg, size, shot, device, int(c.warmup), int(c.repeats), batch)
         rows[name] = {"learnable_params": params, **timing}
+    cuda = device.type == "cuda"
     record = {
         "table": "III",
         "device": device_name(device),
         "device_type": device.type,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "input_size": c.size,
-        "shot": cfg.shot,
-        "batch": c.batch,
-        "backbone": sdaanet_cfg.get("backbone", {}).get("name"),
-        "memory": "CUDA max allocated" if device.type == "cuda" else "peak RSS of the process",
+        "input_size": size,
+        "shot": shot,
+        "batch": batch,
+        "backbone": backbone["name"],
+        "memory": "CUDA max allocated" if cuda else "peak RSS of a process running only the model",
         "results": rows,
         "paper_rtx3090": PAPER,
     }
@@ -165,13 +188,21 @@ def run_complexity(cfg: DictConfig) -> dict[str, Any]:
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(out)
-    print(f"\nTable III on {record['device']} ({device.type}, {record['threads']} threads), "
-          f"{c.size}x{c.size}, {cfg.shot}-shot, batch {c.batch}:")  # fmt: skip
-    print(f"  {'method':9s} {'learnable':>11s} {'ms':>9s} {'FPS':>7s} {'peak MiB':>9s}   paper")
+    mem = "GPU MiB" if cuda else "RSS MiB"
+    print(
+        f"\nTable III, {backbone['name']}, {size}x{size}, {shot}-shot, batch {batch} on "
+        f"{record['device']} ({device.type}, {record['threads']} threads, torch {record['torch']})"
+    )
+    print(
+        f"  {'method':9s} {'learnable':>11s} {'ms':>9s} {'FPS':>7s} {mem:>8s} | "
+        f"paper (RTX 3090): learnable   FPS  GPU MB"
+    )
     for name, r in rows.items():
         p = PAPER[name]
-        print(f"  {name:9s} {r['learnable_params']:>11,d} {r['ms_median']:9.1f} {r['fps']:7.2f} "
-              f"{r['peak_memory_mb']:9.0f}   {p['learnable_params'] / 1e6:.1f}M, {p['fps']} FPS, "
-              f"{p['gpu_memory_mb']} MB")  # fmt: skip
+        print(
+            f"  {name:9s} {r['learnable_params']:>11,d} {r['ms_median']:9.1f} {r['fps']:7.2f} "
+            f"{r['peak_memory_mb']:8.0f} | {p['learnable_params'] / 1e6:26.1f}M "
+            f"{p['fps']:5.2f} {p['gpu_memory_mb']:7d}"
+        )
     print(f"wrote {out}")
     return record

@@ -230,11 +230,18 @@ class EpisodeDataset(Dataset):
                 f"{min_area} pixels in >= {self.shot + 1} images; nothing to build episodes from"
             )
         self._usable = self.index.usable
-        if self.ways > len(self._usable):
-            raise ValueError(
-                f"ways={self.ways} but only {len(self._usable)} classes of this split have "
-                f">= {self.shot + 1} images: use ways <= {len(self._usable)} or another fold"
-            )
+        # N-way: the query's anchor class is one it holds with >= min_area pixels, so that it
+        # survives the transform (the binary episodes keep the authors' any-area rule)
+        self._strict: list[tuple[int, ...]] = []
+        if self.ways > 1:
+            pools = {c: set(v) for c, v in self.index.class_images.items()}
+            for q, cands in zip(self.index.queries, self.index.query_classes, strict=True):
+                self._strict.append(tuple(c for c in cands if q in pools[c]))
+                if not self._strict[-1]:
+                    raise ValueError(
+                        f"{source.describe(q)}: the query holds no class of this split with >= "
+                        f"{min_area} pixels; an N-way episode's query must hold a support class"
+                    )
         self.episodes = len(self.index.queries) if episodes is None else int(episodes)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -282,6 +289,8 @@ class EpisodeDataset(Dataset):
             rng = np.random.default_rng([self.seed, key])
         query = self.index.queries[q]
         candidates = self.index.query_classes[q]
+        if self.ways > 1:  # the query's own class must survive the transform: >= min_area
+            candidates = self._strict[q]
         class_ids = (candidates[int(rng.integers(len(candidates)))],)
         if self.ways > 1:
             others = [c for c in self._usable if c != class_ids[0]]
