@@ -95,7 +95,7 @@ def test_build_from_hydra_yaml_and_paper_ppm():
         {
             "backbone": {"name": "resnet18", "weights": None, "freeze_bn": False},
             "shot": 2,
-            "data": {"ppm_scales": [1.0, 0.5, 0.25, 0.125]},
+            "data": {"ppm_scales": [1.0, 0.5, 0.25, 0.125], "ways": 1},
             "model": node,
         }
     )

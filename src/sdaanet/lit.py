@@ -95,8 +95,8 @@ class FewShotSegmentationModule(L.LightningModule):
     @staticmethod
     def check_episodes(batch: dict[str, Tensor]) -> None:
         """N-way batches must name N distinct classes per episode."""
-        ids = batch["class_id"]
-        if ids.dim() == 2 and ids.shape[1] > 1:
+        ids = batch.get("class_id")
+        if ids is not None and ids.dim() == 2 and ids.shape[1] > 1:
             repeated = (ids.sort(1).values.diff(dim=1) == 0).any(1)
             if bool(repeated.any()):
                 b = int(repeated.nonzero()[0])

@@ -230,6 +230,11 @@ class EpisodeDataset(Dataset):
                 f"{min_area} pixels in >= {self.shot + 1} images; nothing to build episodes from"
             )
         self._usable = self.index.usable
+        if self.ways > len(self._usable):
+            raise ValueError(
+                f"ways={self.ways} but only {len(self._usable)} classes of this split have "
+                f">= {self.shot + 1} images: use ways <= {len(self._usable)} or another fold"
+            )
         # N-way: the query's anchor class is one it holds with >= min_area pixels, so that it
         # survives the transform (the binary episodes keep the authors' any-area rule)
         self._strict: list[tuple[int, ...]] = []
