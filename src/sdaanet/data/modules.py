@@ -17,11 +17,11 @@ from sdaanet.data.folds import (
     fold_classes,
     rule_folds,
 )
-from sdaanet.data.sources.base import DataNotFoundError, Source
+from sdaanet.data.sources.base import Source
 from sdaanet.data.sources.coco import CocoSource
 from sdaanet.data.sources.folder import FolderSource, check_folder, read_classes
 from sdaanet.data.sources.fss1000 import FSS1000Source, class_folders, class_split
-from sdaanet.data.sources.listfile import SplitListSource, prepare_hint
+from sdaanet.data.sources.listfile import SplitListSource
 from sdaanet.data.sources.pascal import PascalSource
 from sdaanet.data.sources.synthetic import SYNTHETIC_CLASS_NAMES, SyntheticSource
 
@@ -79,17 +79,8 @@ class _ListDataModule(EpisodicDataModule):
         return self.source_class(self.root, split, list_file=self._list(split), **options)
 
     def check(self, stage: str | None = None) -> None:
-        splits = ("train", "val") if stage in (None, "fit") else ("val",)
-        paths = [self.root]
-        for split in splits:
-            rel = Path(self._list(split) or self.source_class.default_lists[split])
-            paths.append(rel if rel.is_absolute() else self.root / rel)
-        for path in paths:
-            if not path.exists():
-                raise DataNotFoundError(
-                    f"{self.name} data not found: {path} is missing; "
-                    f"prepare it with: {prepare_hint(self.name, self.root)}"
-                )
+        for split in ("train", "val") if stage in (None, "fit") else ("val",):
+            self.source_class.checked_list(self.root, split, self._list(split))
 
     @property
     def class_names(self) -> dict[int, str]:

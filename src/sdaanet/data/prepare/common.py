@@ -21,17 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sdaanet.data.sources.base import DataError, one_line
+from sdaanet.data.sources.listfile import read_list
+
 Pair = tuple[str, str]
 
 
 class PrepareError(Exception):
     """A one-line, user-facing problem with a dataset tree."""
-
-
-def one_line(err: BaseException) -> str:
-    """The first line of ``err``'s message, or its type name when it has none."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class Report:
@@ -78,19 +75,11 @@ def write_list(path: Path, pairs: Iterable[Pair]) -> None:
 
 
 def read_pairs(path: Path) -> list[Pair]:
-    """The (image, label) pairs of a list file; a leading ``/`` on a path is dropped."""
+    """The (image, label) pairs of a list file (``sources.listfile.read_list``), not empty."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
+        pairs = read_list(path)
+    except (OSError, UnicodeDecodeError, DataError) as err:
         raise PrepareError(f"cannot read list {path}: {one_line(err)}") from None
-    pairs = []
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise PrepareError(f"{path}:{n}: expected '<image> <label>', got {line!r}")
-        pairs.append((parts[0].lstrip("/"), parts[1].lstrip("/")))
     if not pairs:
         raise PrepareError(f"list {path} is empty")
     return pairs

@@ -243,13 +243,7 @@ class SplitListSource(PairSource):
         self.split = split
         root = Path(root).expanduser()
         hint = prepare_hint(self.name, root)
-        list_path = Path(list_file or self.default_lists[split])
-        list_path = list_path if list_path.is_absolute() else root / list_path
-        for path in (root, list_path):
-            if not path.exists():
-                raise DataNotFoundError(
-                    f"{self.name} data not found: {path} is missing; prepare it with: {hint}"
-                )
+        list_path = self.checked_list(root, split, list_file)
         super().__init__(
             root,
             read_list(list_path),
@@ -260,3 +254,19 @@ class SplitListSource(PairSource):
             num_threads=num_threads,
         )
         self.list_path = list_path
+
+    @classmethod
+    def checked_list(
+        cls, root: Path, split: str, list_file: str | os.PathLike | None = None
+    ) -> Path:
+        """The list file of ``split`` (default ``default_lists``); a one-line
+        ``DataNotFoundError`` naming the prepare command if it or ``root`` is missing."""
+        list_path = Path(list_file or cls.default_lists[split])
+        list_path = list_path if list_path.is_absolute() else root / list_path
+        for path in (root, list_path):
+            if not path.exists():
+                raise DataNotFoundError(
+                    f"{cls.name} data not found: {path} is missing; "
+                    f"prepare it with: {prepare_hint(cls.name, root)}"
+                )
+        return list_path
