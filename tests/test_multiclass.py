@@ -8,6 +8,7 @@ from sdaanet.data.episodes import EpisodeDataset, EpisodeIndex
 from sdaanet.data.sources import DataConfigError
 from sdaanet.data.sources.synthetic import SyntheticSource
 from sdaanet.data.transforms import build_transform
+from sdaanet.demo import prior_predictor
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.models import MultiClassSDAANet, build_model
@@ -116,3 +117,36 @@ def test_bad_multiclass_input_gives_clear_errors(tmp_path):
         build_model({**TINY, "ways": 1})
     with pytest.raises(ValueError, match="multi-class mode needs both"):
         build_model({**TINY, "multiclass": False, "ways": 3})
+
+
+def test_class_evidence_ties_each_prior_and_attention_map_to_its_own_channel():
+    net = build_model({**TINY, "ways": 2})
+    with torch.no_grad():
+        net.evidence.copy_(torch.tensor([2.0, 3.0]))  # (prior weight, attention weight)
+    priors = [torch.full((1, 1, 2, 2), 0.2), torch.full((1, 1, 2, 2), 0.7)]
+    attentions = [torch.full((1, 1, 2, 2), 0.1), torch.full((1, 1, 2, 2), 0.3)]
+    evidence = net._class_evidence(priors, attentions)
+    assert evidence.shape == (1, 3, 2, 2)
+    # background 0; class n: 2 * prior_n + 3 * attention_n
+    expected = [0.0, 2 * 0.2 + 3 * 0.1, 2 * 0.7 + 3 * 0.3]
+    assert evidence[0, :, 0, 0].tolist() == pytest.approx(expected)
+    swapped = net._class_evidence(priors[::-1], attentions[::-1])
+    assert torch.equal(swapped[:, 1:], evidence[:, [2, 1]])  # the support order decides
+
+
+def test_prior_reference_gives_each_pixel_the_class_of_its_highest_prior():
+    class Priors:  # the class-n prior is the support image's first pixel value everywhere
+        def eval(self):
+            return self
+
+        def prior(self, query, images, masks):
+            return images[:, 0, :1, :1, :1].expand(-1, 1, *query.shape[-2:])
+
+    query = torch.zeros(2, 3, 4, 4)
+    images = torch.zeros(2, 3, 1, 3, 4, 4)
+    images[0, :, 0, 0, 0, 0] = torch.tensor([0.2, 0.9, 0.6])  # class 2 wins
+    images[1, :, 0, 0, 0, 0] = torch.tensor([0.3, 0.1, 0.4])  # none above 0.5: background
+    batch = {"query_image": query, "support_images": images, "support_masks": images[:, :, :, 0]}
+    pred = prior_predictor(Priors())(batch)
+    assert pred.shape == (2, 4, 4)
+    assert (pred[0] == 2).all() and (pred[1] == 0).all()

@@ -1,7 +1,8 @@
 """`make demo`: train SD-AANet on the built-in synthetic dataset (fold 0 base classes), then
 evaluate 1-shot on fold 0's novel classes against two references: the same network untrained,
 and PFENet's training-free prior mask thresholded at 0.5. `make demo MODE=multiclass`
-(`--multiclass`) does the same for the 5-way multi-class mode (Algorithm 1; no prior reference).
+(`--multiclass`) does the same for the 5-way multi-class mode (Algorithm 1; the prior reference
+gives each pixel the class of its highest prior).
 
 No ImageNet weights can be downloaded everywhere, so the frozen backbone is first pre-trained on
 the base classes (`sdaanet.pretrain`, cached under `data/weights/`): the novel classes stay unseen.
@@ -20,14 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from sdaanet.checkpoint import load_network_weights, read_checkpoint
 from sdaanet.config import compose_config
+from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.data.sources import DataNotFoundError
 from sdaanet.metrics import ClassMIoU, FBIoU, foreground
+from sdaanet.predict import load_predictor, save_outputs
 from sdaanet.pretrain import pretrain_backbone
 from sdaanet.train import build_datamodule, build_module, fit
 from sdaanet.viz import episode_row, save_grid
@@ -56,11 +60,33 @@ def network_predictor(net: torch.nn.Module) -> Predict:
 
 
 def prior_predictor(net: torch.nn.Module, threshold: float = 0.5) -> Predict:
-    """PFENet's training-free prior mask (frozen backbone only) thresholded at `threshold`."""
+    """PFENet's training-free prior mask (frozen backbone only) thresholded at `threshold`.
+
+    N-way batches (support_images (B,N,K,3,H,W)): one prior per class; a pixel takes the class
+    of the highest prior when that prior exceeds `threshold`, else background."""
     net.eval()
-    return lambda b: (
-        net.prior(b["query_image"], b["support_images"], b["support_masks"])[:, 0] > threshold
-    ).long()
+
+    def predict(b: dict[str, Tensor]) -> Tensor:
+        images, masks = b["support_images"], b["support_masks"]
+        if images.dim() == 5:
+            images, masks = images[:, None], masks[:, None]
+        pairs = zip(images.unbind(1), masks.unbind(1), strict=True)
+        priors = torch.cat([net.prior(b["query_image"], i, m) for i, m in pairs], dim=1)
+        best, cls = priors.max(1)
+        return torch.where(best > threshold, cls + 1, 0)
+
+    return predict
+
+
+def predict_example(ckpt: str, dataset: EpisodeDataset, out: Path) -> Path:
+    """Test episode 0 through `sdaanet-predict`'s API, on the dataset's own images (not the
+    episode's resized tensors); returns the overlay PNG written into `out`."""
+    plan = dataset.plan(0)
+    query, _ = dataset.source.load(plan.query)
+    support, label = dataset.source.load(plan.supports[0][0])
+    mask = (label == plan.class_id).astype(np.uint8)
+    pred = load_predictor(ckpt).predict([(support, mask)], query)
+    return save_outputs(query, pred, out, stem="episode0_query")[1]
 
 
 def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
@@ -86,9 +112,8 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
     results = {
         "trained": evaluate(network_predictor(module.net), loader, n),
         "untrained": evaluate(network_predictor(untrained), loader, n),
+        "prior_threshold_0.5": evaluate(prior_predictor(untrained), loader, n),
     }
-    if not multiclass:  # the prior is a binary, one-class reference
-        results["prior_threshold_0.5"] = evaluate(prior_predictor(untrained), loader, n)
 
     rows = []
     for batch in loader:
@@ -103,12 +128,14 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
         if len(rows) >= 6:
             break
     grid = save_grid(rows[:6], out / "demo_episodes.png")
+    example = None if multiclass else predict_example(ckpt, loader.dataset, out)
 
     summary = {
         "novel_class_miou": results,
         "checkpoint": ckpt,
         "metrics_csv": str(out / "csv" / "metrics.csv"),
         "episodes_png": str(grid),
+        "predict_overlay_png": None if example is None else str(example),
         "seconds": round(time.time() - start, 1),
     }
     tmp = out / "demo_results.json.tmp"
@@ -120,6 +147,8 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
         print(f"  {name:<22} class-mIoU {m['class_miou']:.4f}   FB-IoU {m['fbiou']:.4f}")
     print(f"  trained, per class (Table VIII style): {results['trained']['per_class_iou']}")
     print(f"checkpoint:  {ckpt}\nmetrics CSV: {summary['metrics_csv']}\nepisodes:    {grid}")
+    if example is not None:
+        print(f"overlay:     {example}  (sdaanet-predict on test episode 0)")
     print(f"results:     {out / 'demo_results.json'}  ({summary['seconds']} s)")
     return summary
 

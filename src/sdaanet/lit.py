@@ -27,7 +27,8 @@ class FewShotSegmentationModule(L.LightningModule):
     `score_original` scores at the original label size (batches carry `raw_query_mask`); the
     prediction's image region (`raw_valid`) is resized bilinearly to it. `multiscale` (Table V):
     the network also runs on the inputs resized to each listed side and the softmax outputs,
-    resized to the input size, are summed.
+    resized to the input size, are summed. `input_size` (the evaluation side) is only recorded,
+    so that `sdaanet-predict` runs a checkpoint at the size it was evaluated at.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class FewShotSegmentationModule(L.LightningModule):
         selection: str = "novel",
         score_original: bool = False,
         multiscale: Sequence[int] | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         if name not in ("sgd", "adamw"):

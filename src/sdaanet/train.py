@@ -61,6 +61,7 @@ def build_module(
         n_test_classes=datamodule.n_test_classes,
         n_val_classes=datamodule.n_val_classes,
         selection=datamodule.selection,
+        input_size=cfg.data.get("val_size"),
         **cfg.get("optimizer", {}),
         **evaluation,
     )

@@ -8,7 +8,7 @@ from typing import Any
 from .backbones import BACKBONE_NAMES, Backbone, build_backbone, load_backbone_weights
 from .layers import masked_gap
 from .multiclass import MultiClassSDAANet
-from .sdaanet import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetOutput
+from .sdaanet import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetOutput, SDAANetTrace
 
 __all__ = [
     "AUTHORS_KEY_PREFIXES",
@@ -17,6 +17,7 @@ __all__ = [
     "MultiClassSDAANet",
     "SDAANet",
     "SDAANetOutput",
+    "SDAANetTrace",
     "build_backbone",
     "build_model",
     "load_backbone_weights",

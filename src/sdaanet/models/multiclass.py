@@ -50,6 +50,7 @@ class MultiClassSDAANet(SDAANet):
             sdaanet_order=self.sdpm is not None or saam,
             classes=self.ways + 1,
         )
+        self.evidence = nn.Parameter(torch.ones(1 + int(saam)))
 
     def _check_ways(self, support_images: Tensor, support_masks: Tensor) -> None:
         n = self.ways
@@ -119,7 +120,7 @@ class MultiClassSDAANet(SDAANet):
                 kd.extend(self._distill(q, protos, query_mask, n + 1))
         proto = self.proto_mlp(torch.cat(prototypes, dim=1))
         logits, aux_logits = self.decoder(torch.stack(queries).mean(0), proto, priors + attentions)
-        logits = resize(logits, size)
+        logits = resize(logits + self._class_evidence(priors, attentions), size)
         if not train:
             return logits
         zero = q.new_zeros(())
@@ -130,6 +131,17 @@ class MultiClassSDAANet(SDAANet):
             torch.stack(kd).mean() if kd else zero,
             torch.stack(saam_loss).mean() if saam_loss else zero,
         )
+
+    def _class_evidence(self, priors: list[Tensor], attentions: list[Tensor]) -> Tensor:
+        """Each class's own prior and attention added to its logit (B,N+1,h,w; 0 for background).
+
+        Alg. 1 does not say how the decoder tells the N maps apart; this skip ties map n to
+        channel n with one learnt weight per map type, shared by the classes, so the softmax
+        compares the classes' evidence pixel by pixel.
+        """
+        maps = [torch.cat(priors, dim=1)] + ([torch.cat(attentions, dim=1)] if attentions else [])
+        evidence = sum(w * m for w, m in zip(self.evidence, maps, strict=True))
+        return F.pad(evidence, (0, 0, 0, 0, 1, 0))
 
     def _distill(
         self, q: Tensor, protos: list[Tensor], query_mask: Tensor, label: int

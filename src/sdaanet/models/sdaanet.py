@@ -48,6 +48,16 @@ class SDAANetOutput(NamedTuple):
     saam: Tensor  # SAAM support CE (0 when SAAM is off)
 
 
+class SDAANetTrace(NamedTuple):
+    """What the network computed for an episode (eval mode), for the paper's analysis figures."""
+
+    logits: Tensor  # (B,2,H,W)
+    prior: Tensor  # (B,1,H,W) PFENet prior (input size from `trace()`, else feature size)
+    attention: Tensor | None  # (B,1,H,W) SAAM query attention (Fig. 10), sized as the prior
+    prototype: Tensor  # (B,C) mean masked-GAP support prototype (Fig. 8, "raw")
+    sdpm_prototype: Tensor | None  # (B,C) SDPM-reweighted prototype, Eq. 3 (Fig. 8)
+
+
 def _shape(x: Tensor) -> tuple[int, ...]:
     return tuple(x.shape)
 
@@ -246,6 +256,35 @@ class SDAANet(nn.Module):
                     "query batch size must be >= 2 in training mode: SAAM's pyramid pooling "
                     "BatchNorm needs more than one value per channel at bin 1"
                 )
+        trace, aux_logits, kd, saam_loss = self._run(
+            query, support_images, support_masks, query_mask if train else None
+        )
+        if not train:
+            return trace.logits
+        size = query.shape[-2:]
+        main = segmentation_ce(trace.logits, query_mask)
+        aux = torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits]).mean()
+        return SDAANetOutput(trace.logits, main, aux, kd, saam_loss)
+
+    @torch.no_grad()
+    def trace(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> SDAANetTrace:
+        """The eval-mode forward with its prior, SAAM attention and prototypes (Fig. 8, 10)."""
+        self._check_inputs(query, support_images, support_masks)
+        trace = self._run(query, support_images, support_masks, None)[0]
+        size = query.shape[-2:]
+        attention = None if trace.attention is None else resize(trace.attention, size)
+        return trace._replace(prior=resize(trace.prior, size).clamp(0.0, 1.0), attention=attention)
+
+    def _run(
+        self,
+        query: Tensor,
+        support_images: Tensor,
+        support_masks: Tensor,
+        query_mask: Tensor | None,
+    ) -> tuple[SDAANetTrace, list[Tensor], Tensor, Tensor]:
+        """Eq. 1-12 up to the logits; `query_mask` (training only) feeds SAAM's and SDPM's
+        losses. Returns the trace, the auxiliary logits, L_KD and L_SAAM."""
+        train = query_mask is not None
         size = query.shape[-2:]
         q_mid, q4, s_mid, s_high, s_masks = self._backbone(query, support_images, support_masks)
 
@@ -264,18 +303,23 @@ class SDAANet(nn.Module):
             extras.append(attn)
 
         kd = q.new_zeros(())
+        mean_proto = torch.stack(protos).mean(0)
+        sdpm_proto = None
         if self.sdpm is not None:
             mq = None
             if train:  # M_q: nearest-resized hard query mask, only for the KD teacher (D12)
                 mq = F.interpolate((query_mask == 1).to(q.dtype)[:, None], q.shape[-2:])
             q_dec, proto, kd = self.sdpm(q, protos, mq)
+            sdpm_proto = proto.flatten(1)
         else:
-            q_dec, proto = q, torch.stack(protos).mean(0)
+            q_dec, proto = q, mean_proto
 
         logits, aux_logits = self.decoder(q_dec, proto, extras)
-        logits = resize(logits, size)
-        if not train:
-            return logits
-        main = segmentation_ce(logits, query_mask)
-        aux = torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits]).mean()
-        return SDAANetOutput(logits, main, aux, kd, saam_loss)
+        trace = SDAANetTrace(
+            resize(logits, size),
+            prior,
+            attn,
+            mean_proto.flatten(1),
+            sdpm_proto,
+        )
+        return trace, aux_logits, kd, saam_loss
