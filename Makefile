@@ -59,8 +59,9 @@ complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-A
 sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid
 	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=0,1,2,3 model.alpha=10,50 model.beta=0.5,1.0 $(ARGS)
 
-bench: $(STAMP)  ## benchmarks (bench/, JSON in logs/bench/): training-loader throughput on msrc-v2
-	$(BIN)/python bench/data_loader.py $(ARGS)
+bench: $(STAMP)  ## benchmarks (bench/, JSON in logs/bench/): loader throughput; model speed and memory, plain vs fast
+	$(BIN)/python bench/data_loader.py
+	$(BIN)/python bench/model.py $(ARGS)
 
 define need_root
 	@test -n "$(DATA_ROOT)" || { echo "error: DATA_ROOT is not set; run: make $@ DATA_ROOT=path/to/$(1)" >&2; exit 2; }

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.models import build_model
+from sdaanet.runtime import apply_runtime, resolve_precision
 
 PAPER = {  # Table III, RTX 3090, 473x473, 1-shot
     "baseline": {"gpu_memory_mb": 2216, "fps": 18.75, "learnable_params": 10.8e6},
@@ -68,9 +70,11 @@ def measure(
     warmup: int,
     repeats: int,
     batch: int = 1,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Table III timing of `net` on one (batch, shot, size) input: `warmup` untimed and `repeats`
     timed eval-mode forwards; ms median/min/max, FPS = batch episodes per median forward.
+    `runtime` (conf/runtime/*.yaml keys) switches to the fast path; none: plain fp32 eager.
 
     `peak_memory_mb` is CUDA's max allocated memory on GPU, and on CPU this process's peak RSS
     (`ru_maxrss`), which is the network's own only in a fresh process (see `profile`).
@@ -78,12 +82,17 @@ def measure(
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, {warmup=}")
     net = net.to(device).eval()
+    bf16 = False
+    if runtime:
+        apply_runtime(net, OmegaConf.create(runtime))
+        bf16 = resolve_precision(runtime["precision"], device.type) == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     inputs = _inputs(size, shot, batch, device)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         for i in range(warmup + repeats):
             if cuda:
                 torch.cuda.synchronize(device)
@@ -107,6 +116,7 @@ def measure(
         "peak_memory_mb": peak,
         "warmup": warmup,
         "repeats": repeats,
+        "precision": "bf16" if bf16 else "fp32",
     }
 
 
@@ -132,10 +142,12 @@ def profile(
     warmup: int,
     repeats: int,
     batch: int = 1,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`measure` one network built from `model_cfg`; on CPU in a fresh Python process (with this
     process's thread count) so that its peak RSS is the network's own."""
     args = {"size": size, "shot": shot, "warmup": warmup, "repeats": repeats, "batch": batch}
+    args["runtime"] = runtime
     if device.type != "cpu":
         return measure(_build(model_cfg), device=device, **args)
     job = json.dumps({"model": model_cfg, "measure": args, "threads": torch.get_num_threads()})

@@ -17,6 +17,7 @@ from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.models import build_model
+from sdaanet.runtime import apply_runtime, lightning_precision
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def build_module(
     if datamodule is None:
         datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
     return FewShotSegmentationModule(
-        build_model(cfg.model),
+        apply_runtime(build_model(cfg.model), cfg.get("runtime")),
         model_cfg=OmegaConf.to_container(cfg.model, resolve=True),
         n_test_classes=datamodule.n_test_classes,
         n_val_classes=datamodule.n_val_classes,
@@ -71,8 +72,15 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     """The Trainer of `cfg.trainer` with the configured loggers and callbacks."""
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    precision = lightning_precision(
+        cfg.get("runtime"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.precision
+    )
     return instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=cbs, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        precision=precision,
+        logger=loggers or False,
+        callbacks=cbs,
+        plugins=[AtomicCheckpointIO()],
     )
 
 

@@ -171,6 +171,11 @@ class Backbone(nn.Module):
                     m.eval()
         return self
 
+    @property
+    def batch_safe(self) -> bool:
+        """BN uses running statistics, so images in one batch do not affect each other."""
+        return self.freeze_bn or not self.training
+
     @torch.no_grad()
     def mid(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return (layer3, cat[layer3, layer2]) (digest 1.2); VGG's layer2 is resized first."""

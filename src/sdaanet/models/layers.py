@@ -50,21 +50,32 @@ class PriorMask(nn.Module):
         support_high: Sequence[Tensor],
         support_masks: Sequence[Tensor],
         size: Sequence[int],
+        masked_only: bool = False,
     ) -> Tensor:
         """``query_high`` (B,C,h,w); per shot (B,C,h',w') features and (B,1,*,*) soft masks.
 
-        Returns (B,1,*size) in [0,1].
+        ``masked_only`` (the fast path) compares only the support pixels inside some mask of the
+        batch: the others are zero features, whose similarity is exactly 0, so the max over
+        them is a floor of 0. Returns (B,1,*size) in [0,1].
         """
         b, c, h, w = query_high.shape
         q = query_high.reshape(b, c, h * w)
         q_norm = q.norm(p=2, dim=1, keepdim=True)  # (B,1,hw)
         priors = []
         for s_feat, s_mask in zip(support_high, support_masks, strict=True):
-            s_feat = s_feat * resize(s_mask, s_feat.shape[-2:])
-            s = s_feat.flatten(2).transpose(1, 2)  # (B,hw',C)
-            s_norm = s.norm(p=2, dim=2, keepdim=True)  # (B,hw',1)
-            sim = torch.bmm(s, q) / (torch.bmm(s_norm, q_norm) + self.cos_eps)
-            sim = sim.max(dim=1).values  # (B,hw)
+            m = resize(s_mask, s_feat.shape[-2:])
+            s = (s_feat * m).flatten(2).transpose(1, 2)  # (B,hw',C)
+            keep = (m > 0).flatten(1).any(0) if masked_only else None
+            if keep is not None and not bool(keep.any()):  # no support pixel: similarity 0
+                sim = q.new_zeros(b, h * w)
+            else:
+                if keep is not None:
+                    s = s[:, keep]
+                s_norm = s.norm(p=2, dim=2, keepdim=True)  # (B,hw',1)
+                sim = torch.bmm(s, q) / (torch.bmm(s_norm, q_norm) + self.cos_eps)
+                sim = sim.max(dim=1).values  # (B,hw)
+                if keep is not None and not bool(keep.all()):
+                    sim = sim.clamp(min=0.0)  # the dropped pixels' similarity
             lo = sim.min(dim=1, keepdim=True).values
             hi = sim.max(dim=1, keepdim=True).values
             sim = (sim - lo) / (hi - lo + self.norm_eps)
@@ -188,7 +199,8 @@ class FEMDecoder(nn.Module):
                 prev = resize(merged[idx - 1], bin_size)
                 x = self.alpha_conv[idx - 1](torch.cat([x, prev], dim=1)) + x
             x = self.beta_conv[idx](x) + x
-            aux.append(self.inner_cls[idx](x))
+            if self.training:  # evaluation does not use the auxiliary logits
+                aux.append(self.inner_cls[idx](x))
             merged.append(resize(x, size))
         x = self.res1(torch.cat(merged, dim=1))
         x = self.res2(x) + x

@@ -107,7 +107,7 @@ class MultiClassSDAANet(SDAANet):
                 attn, loss = self.saam(q, supports, protos, labels if train else None)
                 attentions.append(attn)
                 saam_loss.append(loss)
-            prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:])
+            prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
             priors.append(resize(prior, q.shape[-2:]))
             if self.sdpm is None:
                 queries.append(q)

@@ -114,6 +114,7 @@ class SDAANet(nn.Module):
         self.down_query = self._reduce(backbone.mid_channels, reduce_dim, dropout)
         self.down_supp = self._reduce(backbone.mid_channels, reduce_dim, dropout)
         self.prior_mask = PriorMask()
+        self.fast = False  # the fast path (sdaanet.runtime): batched backbone, masked prior
         self.sdpm = (
             SDPM(
                 reduce_dim,
@@ -213,8 +214,25 @@ class SDAANet(nn.Module):
         self, query: Tensor, support_images: Tensor, support_masks: Tensor
     ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor]]:
         """Frozen features: query (mid, layer4); per shot (mid, layer4 of masked layer3, mask)."""
+        if self.fast and self.backbone.batch_safe:
+            return self._backbone_batched(query, support_images, support_masks)
         q3, q_mid = self.backbone.mid(query)
         return q_mid, self.backbone.high(q3), *self._support_features(support_images, support_masks)
+
+    def _backbone_batched(
+        self, query: Tensor, support_images: Tensor, support_masks: Tensor
+    ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+        """``_backbone`` in two passes for the query and all K supports together (layers 0-3,
+        then layer4); equal to separate passes when BN uses running statistics."""
+        b = query.shape[0]
+        images = torch.cat([query, support_images.transpose(0, 1).flatten(0, 1)])
+        f3, mid = self.backbone.mid(images)
+        labels = (support_masks == 1).transpose(0, 1).flatten(0, 1)[:, None]
+        masks = resize(labels.to(f3.dtype), f3.shape[-2:])
+        high = self.backbone.high(torch.cat([f3[:b], f3[b:] * masks]))
+        return (
+            mid[:b], high[:b], list(mid[b:].split(b)), list(high[b:].split(b)), list(masks.split(b))
+        )  # fmt: skip
 
     def _support_features(
         self, support_images: Tensor, support_masks: Tensor
@@ -235,7 +253,7 @@ class SDAANet(nn.Module):
         """PFENet's training-free prior mask (digest 1.3), (B,1,H,W) in [0,1] at input size."""
         self._check_inputs(query, support_images, support_masks)
         q_mid, q4, _, s_high, s_masks = self._backbone(query, support_images, support_masks)
-        prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:])
+        prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
         return resize(prior, query.shape[-2:]).clamp_(0.0, 1.0)
 
     # ----------------------------------------------------------------- forward
@@ -297,7 +315,7 @@ class SDAANet(nn.Module):
         attn = None
         if self.saam is not None:
             attn, saam_loss = self.saam(q, supports, protos, support_masks if train else None)
-        prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:])
+        prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
         extras.append(resize(prior, q.shape[-2:]))
         if attn is not None:
             extras.append(attn)
