@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAIN = {"fast": False, "channels_last": False, "precision": "fp32", "compile": False}
 FAST = {"fast": True, "channels_last": True, "precision": "auto", "compile": False}
 PATHS = {"plain fp32": PLAIN, "fast": FAST}
+COMPILED = {**FAST, "compile": True}
 
 
 def _autocast(runtime: dict[str, Any], device: torch.device):
@@ -112,6 +113,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=12, help="end-to-end evaluation episodes")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-e2e", action="store_true", help="no end-to-end row (no data stack)")
+    p.add_argument("--compile", action="store_true", help="also time fast + torch.compile")
     p.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "model.json")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -128,6 +130,10 @@ def main() -> None:
                     r = profile({"backbone": backbone, "shot": shot}, size, shot, device,
                                 args.warmup, args.repeats, runtime=runtime)  # fmt: skip
                     row[name] = {k: r[k] for k in ("ms_median", "peak_memory_mb", "precision")}
+                if args.compile:
+                    r = profile({"backbone": backbone, "shot": shot}, size, shot, device,
+                                args.warmup, args.repeats, runtime=COMPILED)  # fmt: skip
+                    row["fast+compile"] = {k: r[k] for k in ("ms_median", "peak_memory_mb")}
                 row["speedup"] = row["plain fp32"]["ms_median"] / row["fast"]["ms_median"]
                 rows.append(row)
                 print(json.dumps(row))
@@ -157,6 +163,9 @@ def main() -> None:
         print(f"{r['backbone']:<10}{r['shot']:>5}{r['size']:>6}{a['ms_median']:>11.0f}"
               f"{b['ms_median']:>10.0f}{r['speedup']:>6.2f}{a['peak_memory_mb']:>11.0f}"
               f"{b['peak_memory_mb']:>10.0f}  {b['precision']}")  # fmt: skip
+        if "fast+compile" in r:
+            c = r["fast+compile"]["ms_median"]
+            print(f"{'':<21}fast + torch.compile: {c:.0f} ms, x{a['ms_median'] / c:.2f}")
     print(f"training step (batch 4, 321): plain {train['plain fp32']:.0f} ms, fast "
           f"{train['fast']:.0f} ms, x{result['train_speedup']:.2f}")  # fmt: skip
     if e2e:

@@ -112,3 +112,15 @@ def test_precision_resolution():
         lightning_precision(OmegaConf.create({"precision": "fp32"}), "gpu", "32-true") == "32-true"
     )
     assert lightning_precision(None, "cpu", "32-true") == "32-true"
+
+
+def test_runtime_config_selects_the_path():
+    from sdaanet import compose_config
+    from sdaanet.train import build_module
+
+    fast = build_module(compose_config(["debug=tiny"])).net
+    plain = build_module(compose_config(["debug=tiny", "runtime=plain"])).net
+    assert fast.fast and not plain.fast
+    conv = fast.decoder.res2[0].weight  # a 3x3 conv: the layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.decoder.res2[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -52,5 +52,8 @@ def apply_runtime(net: nn.Module, runtime: Any) -> nn.Module:
     if runtime.channels_last:
         net.to(memory_format=torch.channels_last)
     if runtime.compile:
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True  # inference graphs: constant weights, BN folded into the convs
         net.compile()
     return net
