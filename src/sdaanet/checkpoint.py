@@ -87,3 +87,21 @@ def load_network_weights(net: nn.Module, checkpoint: dict[str, Any]) -> None:
             + hint
         )
     net.load_state_dict(weights, strict=True)
+
+
+def load_compatible(
+    net: nn.Module, checkpoint: dict[str, Any], path: str | Path, shot: int
+) -> None:
+    """Load the weights of `checkpoint` (read from `path`) into `net`, refusing one trained for
+    another shot count or holding another architecture; every error names the file."""
+    trained = (checkpoint.get("hyper_parameters") or {}).get("model_cfg") or {}
+    k = trained.get("shot")
+    if k is not None and int(k) != int(shot):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was trained {k}-shot but shot={shot} is configured: pass "
+            f"shot={k}, or a {shot}-shot checkpoint"
+        )
+    try:
+        load_network_weights(net, checkpoint)
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"{path}: {exc}") from None

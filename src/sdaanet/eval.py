@@ -32,7 +32,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from sdaanet.checkpoint import CheckpointError, load_network_weights, read_checkpoint
+from sdaanet.checkpoint import CheckpointError, load_compatible, read_checkpoint
 from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
 from sdaanet.train import build_datamodule, build_module, build_trainer
@@ -123,13 +123,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Test `cfg.ckpt_path` over `cfg.eval.seeds`; returns the mean metrics, writes the record."""
     if not cfg.get("ckpt_path"):
         raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
-    checkpoint = read_checkpoint(cfg.ckpt_path)
+    checkpoint = read_checkpoint(cfg.ckpt_path)  # missing or corrupt: fails before data work
     apply_label_mode(cfg)
     datamodule = build_datamodule(cfg, stage="test")
     score_original = cfg.eval.label_mode == "paper"
     multiscale = list(cfg.eval.multiscale or [])
     module = build_module(cfg, datamodule, score_original=score_original, multiscale=multiscale)
-    load_network_weights(module.net, checkpoint)
+    load_compatible(module.net, checkpoint, cfg.ckpt_path, cfg.shot)
     seeds = [int(s) for s in cfg.eval.seeds]
     if not seeds:
         raise DataConfigError("eval.seeds is empty; give at least one, e.g. eval.seeds=[321]")

@@ -16,6 +16,10 @@ from sdaanet.metrics import ClassMIoU, FBIoU
 LOSS_TERMS = ("main", "aux", "kd", "saam")
 
 
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite during training."""
+
+
 class FewShotSegmentationModule(L.LightningModule):
     """Trains any network that follows docs/interfaces.md.
 
@@ -65,6 +69,22 @@ class FewShotSegmentationModule(L.LightningModule):
         self.test_miou = ClassMIoU(n_test_classes)
         self.test_fbiou = FBIoU()
         self.test_results: dict[str, Any] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store torch's RNG states (dropout draws from them; the episodes and augmentations
+        are seeded per episode), so a resumed run goes on exactly as an uninterrupted one."""
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:  # checkpoints written before the RNG states were stored
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits (B, 2, H, W) for an episode batch; never reads the query mask."""
@@ -116,6 +136,7 @@ class FewShotSegmentationModule(L.LightningModule):
             batch["query_mask"],
         )
         terms = {name: getattr(out, name) for name in LOSS_TERMS}
+        self._check_finite(terms, batch)
         loss = sum(self.weights[name] * value for name, value in terms.items())
         bs = batch["query_image"].shape[0]
         for name, value in terms.items():
@@ -123,6 +144,23 @@ class FewShotSegmentationModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         return loss
+
+    def _check_finite(self, terms: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
+        """Stop at a non-finite loss term, naming the step, the term and the episodes' files;
+        the exception ends the fit before any checkpoint is written over the last good one."""
+        bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
+        if not bad:
+            return
+        keys = batch["episode_index"].tolist() if "episode_index" in batch else []
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        dataset = getattr(datamodule, "train_set", None)
+        episodes = "; ".join(dataset.describe_episode(k) for k in keys) if dataset else keys
+        values = ", ".join(f"{name}={terms[name].item()}" for name in bad)
+        raise NonFiniteLossError(
+            f"training step {self.global_step}: non-finite loss term {values}; {episodes}. "
+            "The last checkpoint was kept: check these files, or lower optimizer.lr and resume "
+            "with ckpt_path=<run>/checkpoints/last.ckpt"
+        )
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:
         self.check_episodes(batch)

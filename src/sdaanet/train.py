@@ -11,11 +11,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sdaanet.checkpoint import AtomicCheckpointIO
+from sdaanet.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    load_compatible,
+    read_checkpoint,
+)
 from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
-from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.lit import FewShotSegmentationModule, NonFiniteLossError
 from sdaanet.models import build_model
 from sdaanet.runtime import apply_runtime, lightning_precision
 
@@ -89,6 +94,8 @@ def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.Lightn
     datamodule = build_datamodule(cfg)
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg, datamodule)
+    if cfg.get("ckpt_path"):  # a clear error, naming the file, before Lightning's resume
+        load_compatible(module.net, read_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.shot)
     trainer = build_trainer(cfg)
     log.info("output dir: %s", cfg.paths.output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -109,7 +116,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
-    except (DataNotFoundError, DataError, DataConfigError) as exc:
+    except (
+        DataNotFoundError,
+        DataError,
+        DataConfigError,
+        CheckpointError,
+        NonFiniteLossError,
+    ) as exc:
         raise SystemExit(f"error: {one_line(exc)}") from None
     return metrics.get("val/class_miou")
 

@@ -278,6 +278,15 @@ class EpisodeDataset(Dataset):
             picks = picks + (picks >= pos_q)
         return tuple(int(pool[p]) for p in picks)
 
+    def describe_episode(self, key: int) -> str:
+        """The files of episode ``key``: its class, query and supports (for error messages)."""
+        plan = self.plan(key)
+        supports = ", ".join(self.source.describe(i) for way in plan.supports for i in way)
+        return (
+            f"episode {key} (class {plan.class_ids}): query {self.source.describe(plan.query)}, "
+            f"supports {supports}"
+        )
+
     def plan(self, key: int) -> EpisodePlan:
         """Which images and classes make episode ``key`` (no pixels are loaded)."""
         key = int(key)

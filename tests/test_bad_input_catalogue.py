@@ -1,0 +1,470 @@
+"""The bad-input catalogue (README "Bad input"): one row per bad input, with the exact error type
+the package raises and a message that names the offending file or value, or the documented
+conversion for inputs that are accepted."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig
+from PIL import Image
+
+from sdaanet import compose_config
+from sdaanet.checkpoint import CheckpointError, CheckpointMismatchError, read_checkpoint
+from sdaanet.data import prepare
+from sdaanet.data.sources import (
+    DataConfigError,
+    DataError,
+    DataNotFoundError,
+    FolderSource,
+    PascalSource,
+)
+from sdaanet.eval import apply_label_mode
+from sdaanet.eval import run as run_eval
+from sdaanet.predict import PredictInputError, Predictor, load_predictor, predict
+from sdaanet.train import build_datamodule, build_module, build_trainer, fit
+from test_data_folder import S, module, write_folder
+from test_data_pascal import write_tree
+
+pytestmark = pytest.mark.filterwarnings("ignore:backbone .* has RANDOM weights")
+
+SIZE = 65  # conf/debug/tiny.yaml: the checkpoint's input size
+QUERY_HW = (50, 90)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny inputs gain nothing from more threads, which crawl on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-shot tiny checkpoint: one training step, no validation."""
+    out = tmp_path_factory.mktemp("train")
+    overrides = [f"paths.output_dir={out}", f"paths.data_dir={out / 'data'}",
+                 "data.train_episodes=2", "+trainer.limit_val_batches=0",
+                 "callbacks.model_checkpoint=null"]  # fmt: skip
+    fit(compose_config(["debug=tiny", *overrides]))
+    return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def predictor(ckpt: Path) -> Predictor:
+    return load_predictor(ckpt, "cpu")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a row builds its input in: a temp folder, and the checkpoint only where it is used."""
+
+    tmp: Path
+    request: pytest.FixtureRequest
+
+    @property
+    def ckpt(self) -> Path:
+        return self.request.getfixturevalue("ckpt")
+
+    @property
+    def predictor(self) -> Predictor:
+        return self.request.getfixturevalue("predictor")
+
+
+Call = Callable[[], object]
+Build = Callable[[Ctx], Call]
+
+
+@dataclass(frozen=True)
+class Raises:
+    """The call raises exactly `error` (not a subclass) with a message matching `match`."""
+
+    error: type[Exception]
+    match: str
+
+
+@dataclass(frozen=True)
+class Converted:
+    """The input is accepted: the call returns a uint8 array of `shape`."""
+
+    shape: tuple[int, ...]
+
+
+# ---------------------------------------------------------------------------------- helpers
+def write(array: np.ndarray, path: Path) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def cut(path: Path, to: Path) -> Path:
+    """`to`: the first half of `path`'s bytes."""
+    data = path.read_bytes()
+    to.write_bytes(data[: len(data) // 2])
+    return to
+
+
+def cfg(c: Ctx, *overrides: str, name: str = "train") -> DictConfig:
+    paths = [f"paths.output_dir={c.tmp / 'run'}", f"paths.data_dir={c.tmp / 'data'}"]
+    return compose_config(["debug=tiny", *paths, *overrides], config_name=name)
+
+
+def folder(c: Ctx) -> Path:
+    """A 6-class folder dataset of 64x64 images (tests/test_data_folder.py)."""
+    return write_folder(c.tmp / "mine")
+
+
+def load(root: Path, name: str) -> Call:
+    """Loading images/`name` (with its label) from the folder dataset at `root`; the call
+    returns the image."""
+    source = FolderSource(root, "train", cache=False)
+    i = source.pairs.index((f"images/{name}", f"labels/{Path(name).stem}.png"))
+    return lambda: source.load(i)[0]
+
+
+def converted_image(kind: str) -> Build:
+    """images/c1_0.png stored as `kind`: it must load as the RGB image it shows."""
+
+    def build(c: Ctx) -> Call:
+        root = folder(c)
+        (root / "images/c1_0.jpg").unlink()
+        rgb = np.random.default_rng(0).integers(0, 256, (S, S, 3), dtype=np.uint8)
+        gray = np.dstack([rgb[..., 0]] * 3)
+        stored, shown = {
+            "grayscale": (rgb[..., 0], gray),
+            "RGBA": (np.dstack([rgb, rgb[..., 1]]), rgb),
+            "16-bit": (rgb[..., 0].astype(np.uint16) * 257, gray),
+        }[kind]
+        write(stored, root / "images/c1_0.png")
+        loading = load(root, "c1_0.png")
+
+        def call() -> np.ndarray:
+            image = loading()
+            np.testing.assert_array_equal(image, shown)
+            return image
+
+        return call
+
+    return build
+
+
+def label_call(edit: Callable[[Path], None]) -> Build:
+    """Reading every label of a folder dataset after `edit(labels folder)`."""
+
+    def build(c: Ctx) -> Call:
+        root = folder(c)
+        edit(root / "labels")
+        return lambda: FolderSource(root, "train", cache=False).class_areas()
+
+    return build
+
+
+def with_shot(ckpt: Path, path: Path, shot: int) -> Path:
+    """A copy of `ckpt` recorded as `shot`-shot (the weights do not depend on the shot)."""
+    c = copy.deepcopy(read_checkpoint(ckpt))
+    c["hyper_parameters"]["model_cfg"]["shot"] = shot
+    torch.save(c, path)
+    return path
+
+
+def predict_files(tmp: Path) -> dict[str, Path]:
+    """A 90x50 PNG query and a 40x70 JPEG support with its 0/255 PNG mask (W x H)."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((70, 40), np.uint8)
+    mask[20:50, 10:30] = 255
+    return {
+        "query": write(rng.integers(0, 256, (*QUERY_HW, 3), dtype=np.uint8), tmp / "q.png"),
+        "support": write(rng.integers(0, 256, (70, 40, 3), dtype=np.uint8), tmp / "s.jpg"),
+        "mask": write(mask, tmp / "m.png"),
+    }
+
+
+def predicting(edit: Callable[[dict[str, Path], Path], object], supports: int = 1) -> Build:
+    """The loaded 1-shot checkpoint predicting the query from `supports` pairs after `edit`."""
+
+    def build(c: Ctx) -> Call:
+        f = predict_files(c.tmp)
+        edit(f, c.tmp)
+        pairs = [(f["support"], f["mask"])] * supports
+        return lambda: c.predictor.predict(pairs, f["query"], size=SIZE)
+
+    return build
+
+
+def query_as(array: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict[str, Path], Path], None]:
+    """An edit that stores the query's pixels as `array(rgb)`."""
+
+    def edit(f: dict[str, Path], tmp: Path) -> None:
+        rgb = np.asarray(Image.open(f["query"]))
+        f["query"] = write(array(rgb), tmp / "converted.png")
+
+    return edit
+
+
+# ------------------------------------------------------------------- what each row builds
+def folder_root_missing(c: Ctx) -> Call:
+    return lambda: build_datamodule(cfg(c, "data=folder", f"data.root={c.tmp / 'nope'}"))
+
+
+def pascal_root_missing(c: Ctx) -> Call:
+    return lambda: build_datamodule(cfg(c, "data=pascal", f"data.root={c.tmp / 'nope'}"))
+
+
+def split_names_missing_image(c: Ctx) -> Call:
+    root = folder(c)
+    (root / "splits").mkdir()
+    (root / "splits/train.txt").write_text("c1_0\nghost\n")
+    return lambda: FolderSource(root, "train", cache=False)
+
+
+def list_names_missing_image(c: Ctx) -> Call:
+    root = c.tmp / "pascal"
+    write_tree(root)
+    assert prepare.main(["pascal", "--root", str(root)]) == 0
+    (root / "JPEGImages/2008_000001.jpg").unlink()
+    return lambda: PascalSource(root, "train", cache=False)
+
+
+def image_without_label(c: Ctx) -> Call:
+    root = folder(c)
+    (root / "labels/c2_1.png").unlink()
+    return lambda: FolderSource(root, "train", cache=False)
+
+
+def corrupt_jpeg(c: Ctx) -> Call:
+    root = folder(c)
+    (root / "images/c1_1.jpg").write_bytes(b"not a jpeg")
+    return load(root, "c1_1.jpg")
+
+
+def truncated_jpeg(c: Ctx) -> Call:
+    root = folder(c)
+    image = root / "images/c1_1.jpg"
+    cut(image, image.with_suffix(".tmp")).replace(image)
+    return load(root, "c1_1.jpg")
+
+
+def size_mismatch(c: Ctx) -> Call:
+    root = folder(c)
+    cv2.imwrite(str(root / "labels/c1_2.png"), np.zeros((S, S + 1), np.uint8))
+    return load(root, "c1_2.jpg")
+
+
+def bad_classes_tsv(c: Ctx) -> Call:
+    root = folder(c)
+    (root / "classes.tsv").write_text("id\tname\n0\tbackground\n")
+    return lambda: FolderSource(root, "train", cache=False)
+
+
+def truncated_label(labels: Path) -> None:
+    cut(labels / "c2_0.png", labels / "c2_0.tmp").replace(labels / "c2_0.png")
+
+
+def out_of_range_label(labels: Path) -> None:
+    label = np.asarray(Image.open(labels / "c2_1.png")).copy()
+    label[5, 5] = 9
+    write(label, labels / "c2_1.png")
+
+
+def rgb_label(labels: Path) -> None:
+    label = np.asarray(Image.open(labels / "c3_0.png"))
+    write(np.dstack([label] * 3), labels / "c3_0.png")
+
+
+def label_16bit(labels: Path) -> None:
+    write(np.full((S, S), 300, np.uint16), labels / "c4_0.png")
+
+
+def no_support_for_the_fold(c: Ctx) -> Call:
+    """Classes 1 and 2 (fold 0's novel classes) are in no label with >= min_area pixels."""
+    root = folder(c)
+    for k in range(3):
+        for cls in (1, 2):
+            write(np.zeros((S, S), np.uint8), root / f"labels/c{cls}_{k}.png")
+    return lambda: module(root, fold=0).setup("validate")
+
+
+def folder_fold_out_of_range(c: Ctx) -> Call:
+    root = folder(c)
+    overrides = ["data=folder", f"data.root={root}", "data.num_folds=3", "data.fold=9"]
+    return lambda: build_datamodule(cfg(c, *overrides))
+
+
+def config_call(
+    *overrides: str, step: Callable[[DictConfig], object] = build_datamodule, name: str = "train"
+) -> Build:
+    """`step` on the tiny config with `overrides` (composing is part of the call)."""
+    return lambda c: lambda: step(cfg(c, *overrides, name=name))
+
+
+def eval_ckpt(make: Callable[[Ctx], Path], *overrides: str) -> Build:
+    """`sdaanet-eval ckpt_path=<make(ctx)>` (its `run`)."""
+
+    def build(c: Ctx) -> Call:
+        path = make(c)
+        return lambda: run_eval(cfg(c, f"ckpt_path={path}", *overrides, name="eval"))
+
+    return build
+
+
+def garbage_ckpt(c: Ctx) -> Path:
+    path = c.tmp / "junk.ckpt"
+    path.write_bytes(b"garbage")
+    return path
+
+
+def foreign_ckpt(c: Ctx) -> Call:
+    path = c.tmp / "plain.ckpt"
+    torch.save({"state_dict": {}}, path)
+    return lambda: load_predictor(path)
+
+
+def two_shot_ckpt(c: Ctx) -> Call:
+    f = predict_files(c.tmp)
+    two = with_shot(c.ckpt, c.tmp / "two.ckpt", 2)
+    return lambda: predict(two, [(f["support"], f["mask"])], f["query"], size=SIZE)
+
+
+def missing_query(f: dict[str, Path], tmp: Path) -> None:
+    f["query"] = tmp / "nope.png"
+
+
+def corrupt_support(f: dict[str, Path], tmp: Path) -> None:
+    f["support"] = tmp / "junk.jpg"
+    f["support"].write_bytes(b"not an image at all")
+
+
+def truncated_query(f: dict[str, Path], tmp: Path) -> None:
+    f["query"] = cut(f["query"], tmp / "cut.png")
+
+
+def wide_mask(f: dict[str, Path], tmp: Path) -> None:
+    f["mask"] = write(np.full((40, 70), 255, np.uint8), tmp / "wide.png")
+
+
+def empty_mask(f: dict[str, Path], tmp: Path) -> None:
+    f["mask"] = write(np.zeros((70, 40), np.uint8), tmp / "empty.png")
+
+
+def as_16bit(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0].astype(np.uint16) * 257
+
+
+def row(
+    name: str, build: Build, outcome: Raises | Converted, *marks: pytest.MarkDecorator
+) -> pytest.ParameterSet:
+    return pytest.param(build, outcome, id=name, marks=marks)
+
+
+# fmt: off
+ROWS = [
+    # data ---------------------------------------------------------------------------------------
+    row("data-folder-root-missing", folder_root_missing,
+        Raises(DataNotFoundError, r"folder dataset not found: .*/nope is missing")),
+    row("data-pascal-root-missing", pascal_root_missing,
+        Raises(DataNotFoundError, r"pascal data not found: .*/nope is missing")),
+    row("data-split-file-names-missing-image", split_names_missing_image,
+        Raises(DataNotFoundError, r"2 of 4 files named by split file .*train\.txt are missing: "
+                                  r".*images/ghost\.jpg")),
+    row("data-pascal-list-names-missing-image", list_names_missing_image,
+        Raises(DataNotFoundError, r"1 of 16 files named by list .*noduplicate\.txt are missing: "
+                                  r".*JPEGImages/2008_000001\.jpg")),
+    row("data-image-without-label", image_without_label,
+        Raises(DataNotFoundError, r"1 of 18 images .* have no labels/<name>\.png: c2_1\.jpg")),
+    row("data-corrupt-jpeg", corrupt_jpeg,
+        Raises(DataError, r"cannot decode image .*images/c1_1\.jpg")),
+    row("data-truncated-jpeg", truncated_jpeg, Raises(DataError, r"c1_1\.jpg"),
+        pytest.mark.xfail(strict=True, reason="OpenCV fills a truncated JPEG in with grey")),
+    row("data-truncated-png-label", label_call(truncated_label),
+        Raises(DataError, r"cannot decode label .*labels/c2_0\.png \(OSError\)")),
+    row("data-grayscale-image-converted", converted_image("grayscale"), Converted((S, S, 3))),
+    row("data-rgba-image-converted", converted_image("RGBA"), Converted((S, S, 3))),
+    row("data-16bit-image-converted", converted_image("16-bit"), Converted((S, S, 3))),
+    row("data-image-label-size-mismatch", size_mismatch,
+        Raises(DataError, r"image .*c1_2\.jpg is 64x64 but its label .*c1_2\.png is 65x64")),
+    row("data-label-value-out-of-range", label_call(out_of_range_label),
+        Raises(DataError, r"label .*c2_1\.png holds values \[9\] that are not class ids")),
+    row("data-rgb-label", label_call(rgb_label),
+        Raises(DataError, r"label .*c3_0\.png must be a single-channel class-id map")),
+    row("data-16bit-label-over-255", label_call(label_16bit),
+        Raises(DataError, r"label .*c4_0\.png holds values outside 0-255 \(dtype uint16\)")),
+    row("data-classes-tsv-id-0", bad_classes_tsv,
+        Raises(DataError, r"classes\.tsv:2: class id 0 must be in 1-254")),
+    row("data-empty-support-masks", no_support_for_the_fold,
+        Raises(ValueError, r"no folder image holds a class of \[1, 2\] with >= 1000 pixels"),
+        pytest.mark.filterwarnings("ignore:folder. left out")),
+    row("data-folder-fold-out-of-range", folder_fold_out_of_range,
+        Raises(DataConfigError, r"fold must be an integer in 0\.\.2, got 9")),
+    # config -------------------------------------------------------------------------------------
+    row("config-unknown-dataset", config_call("data=nope"),
+        Raises(MissingConfigException, r"Could not find 'data/nope'")),
+    row("config-fold-out-of-range", config_call("data.fold=9"),
+        Raises(DataConfigError, r"data config: fold must be an integer in 0\.\.3, got 9")),
+    row("config-ways-over-fold-classes", config_call("data.ways=9"),
+        Raises(DataConfigError, r"ways=9 but fold 0 has only 5 novel classes")),
+    row("config-optimizer-name", config_call("optimizer.name=adam", step=build_module),
+        Raises(ValueError, r"optimizer\.name must be .* got 'adam'")),
+    row("config-runtime-precision", config_call("runtime.precision=fp16", step=build_trainer),
+        Raises(ValueError, r"runtime\.precision must be one of .* got 'fp16'")),
+    row("config-eval-label-mode",
+        config_call("eval.label_mode=nope", step=apply_label_mode, name="eval"),
+        Raises(DataConfigError, r"eval\.label_mode must be one of .* got 'nope'")),
+    # checkpoint ---------------------------------------------------------------------------------
+    row("ckpt-missing", eval_ckpt(lambda c: c.tmp / "missing.ckpt"),
+        Raises(CheckpointError, r"checkpoint not found: .*missing\.ckpt")),
+    row("ckpt-truncated", eval_ckpt(lambda c: cut(c.ckpt, c.tmp / "cut.ckpt")),
+        Raises(CheckpointError, r"cannot read checkpoint .*cut\.ckpt")),
+    row("ckpt-corrupt", eval_ckpt(garbage_ckpt),
+        Raises(CheckpointError, r"cannot read checkpoint .*junk\.ckpt")),
+    row("ckpt-another-architecture", eval_ckpt(lambda c: c.ckpt, "model=pfenet"),
+        Raises(CheckpointMismatchError, r"unexpected \(\d+\): .*saam\..*; the checkpoint "
+                                        r"holds model=sdaanet backbone=resnet18")),
+    row("ckpt-not-sdaanet", foreign_ckpt,
+        Raises(CheckpointError, r"checkpoint .*plain\.ckpt records no hyper_parameters")),
+    row("ckpt-other-shot-in-predict", two_shot_ckpt,
+        Raises(PredictInputError, r"checkpoint is 2-shot, got 1 support")),
+    # predict ------------------------------------------------------------------------------------
+    row("predict-missing-file", predicting(missing_query),
+        Raises(PredictInputError, r"query image .*nope\.png not found")),
+    row("predict-corrupt-image", predicting(corrupt_support),
+        Raises(PredictInputError, r"cannot read support 1 image .*junk\.jpg")),
+    row("predict-truncated-image", predicting(truncated_query),
+        Raises(PredictInputError, r"cannot read query image .*cut\.png: .*truncated")),
+    row("predict-mask-size-mismatch", predicting(wide_mask),
+        Raises(PredictInputError, r"mask .*wide\.png is 70x40 \(WxH\) but support 1 image "
+                                  r".*s\.jpg is 40x70")),
+    row("predict-empty-mask", predicting(empty_mask),
+        Raises(PredictInputError, r"mask .*empty\.png has no foreground pixel")),
+    row("predict-wrong-shot", predicting(lambda f, tmp: None, supports=2),
+        Raises(PredictInputError, r"checkpoint is 1-shot, got 2 supports")),
+    row("predict-rgba-query-converted",
+        predicting(query_as(lambda rgb: np.dstack([rgb, rgb[..., 0]]))), Converted(QUERY_HW)),
+    row("predict-grayscale-query-converted",
+        predicting(query_as(lambda rgb: rgb[..., 0])), Converted(QUERY_HW)),
+    row("predict-16bit-query-converted", predicting(query_as(as_16bit)), Converted(QUERY_HW)),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("build", "outcome"), ROWS)
+def test_bad_input(
+    build: Build, outcome: Raises | Converted, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    call = build(Ctx(tmp_path, request))
+    if isinstance(outcome, Converted):
+        result = call()
+        assert isinstance(result, np.ndarray) and result.dtype == np.uint8
+        assert result.shape == outcome.shape
+        return
+    with pytest.raises(outcome.error, match=outcome.match) as info:
+        call()
+    assert type(info.value) is outcome.error, f"raised {type(info.value).__name__}"

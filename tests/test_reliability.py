@@ -1,0 +1,144 @@
+"""Faults: a run killed with SIGKILL resumes to the same numbers, a non-finite loss stops with
+the step, the term and the files, and a demo-sized run opens no socket to the outside world."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sdaanet import compose_config
+from sdaanet.checkpoint import read_checkpoint
+from sdaanet.data.episodes import EpisodeDataset
+from sdaanet.lit import NonFiniteLossError
+from sdaanet.train import fit, run
+
+TINY = ["debug=tiny", "data.num_workers=0"]
+
+
+def _cfg(out: Path, *overrides: str):
+    extra = [f"paths.output_dir={out}", f"paths.data_dir={out.parent / 'data'}"]
+    return compose_config([*TINY, *extra, *overrides])
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_numbers(tmp_path):
+    long = ["data.train_episodes=24", "trainer.max_epochs=2"]  # 12 steps per epoch
+    expected = run(_cfg(tmp_path / "full", *long))
+
+    cut = tmp_path / "cut"
+    args = [f"{o}" for o in [*TINY, *long, f"paths.output_dir={cut}",
+                             f"paths.data_dir={tmp_path / 'data'}"]]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same arithmetic
+    proc = subprocess.Popen([sys.executable, "-m", "sdaanet.train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    last = cut / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert last.is_file(), "the run wrote no last.ckpt after its first epoch"
+    time.sleep(0.5)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    saved = read_checkpoint(last)  # never truncated: written to a temp file, then renamed
+    assert saved["global_step"] == 12
+
+    resumed = run(_cfg(tmp_path / "resumed", *long, f"ckpt_path={last}"))
+    final = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    reference = read_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == reference["global_step"] == 24
+    assert final["lr_schedulers"] == reference["lr_schedulers"]
+    for key in ("val/class_miou", "val/fbiou", "train/loss"):
+        assert resumed[key] == expected[key], key
+    for name, value in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], value), name
+
+
+def test_non_finite_loss_names_step_term_and_files_and_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    fit(_cfg(out))
+    last = out / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    getitem = EpisodeDataset.__getitem__
+
+    def poisoned(self, key):
+        item = getitem(self, key)
+        if self.source.split == "train":
+            item["query_image"] = torch.full_like(item["query_image"], float("nan"))
+        return item
+
+    monkeypatch.setattr(EpisodeDataset, "__getitem__", poisoned)
+    resume = _cfg(out, "trainer.max_epochs=2", f"ckpt_path={last}")
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(resume)
+    message = str(err.value)
+    assert "training step 2: non-finite loss term main=nan" in message
+    assert "query synthetic" in message and "supports synthetic" in message
+    assert "ckpt_path=<run>/checkpoints/last.ckpt" in message
+    assert last.read_bytes() == before, "a checkpoint was written over the last good one"
+
+
+GUARD = """
+import ipaddress, json, socket, sys
+attempts = []
+connect = socket.socket.connect
+
+def local(address):
+    if not isinstance(address, tuple):  # AF_UNIX paths
+        return True
+    try:
+        return address[0] in ("localhost", "") or ipaddress.ip_address(address[0]).is_loopback
+    except ValueError:
+        return False
+
+def guarded(self, address):
+    if not local(address):
+        attempts.append(str(address))
+        raise OSError(f"test: network access to {address} refused")
+    return connect(self, address)
+
+socket.socket.connect = guarded
+socket.socket.connect_ex = guarded
+from sdaanet import compose_config
+from sdaanet.train import run
+cfg = compose_config(sys.argv[1:])
+cfg.logger.wandb = compose_config([]).logger.wandb  # the default loggers: W&B offline + CSV
+metrics = run(cfg)
+print(json.dumps({"attempts": attempts, "tested": "test/class_miou" in metrics}))
+"""
+
+
+def test_a_demo_sized_run_opens_no_socket_to_a_non_local_address(tmp_path):
+    """In a fresh process (W&B's service state stays there), with connect() guarded."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}  # offline from the config
+    args = [*TINY, f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path}", "test=true"]
+    proc = subprocess.run([sys.executable, "-c", GUARD, *args], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"attempts": [], "tested": True}
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_checkpoint_of_another_shot_or_architecture_or_truncated_names_the_file(tmp_path):
+    from sdaanet.checkpoint import CheckpointError, CheckpointMismatchError
+
+    out = tmp_path / "run"
+    fit(_cfg(out))
+    last = out / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointMismatchError, match=r"last.ckpt was trained 1-shot but shot=5"):
+        fit(_cfg(tmp_path / "five", "shot=5", f"ckpt_path={last}"))
+    with pytest.raises(CheckpointMismatchError, match=r"last.ckpt: checkpoint does not match"):
+        fit(_cfg(tmp_path / "pfenet", "model=pfenet", f"ckpt_path={last}"))
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*cut.ckpt"):
+        fit(_cfg(tmp_path / "cut", f"ckpt_path={cut}"))
