@@ -36,10 +36,14 @@ SHOW_MISSING = 3
 
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H,W,3); grayscale and RGBA files are converted, 16-bit ones scaled to 8 bits."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if not Path(path).is_file():
+        raise DataNotFoundError(f"image not found: {path}")
+    data = np.fromfile(path, np.uint8)
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
+        # OpenCV would fill the missing part in with grey and only print a warning
+        raise DataError(f"truncated JPEG {path} (no end-of-image marker): re-encode or replace it")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        if not Path(path).exists():
-            raise DataNotFoundError(f"image not found: {path}")
         raise DataError(f"cannot decode image {path} (corrupt or not an image file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
