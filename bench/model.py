@@ -22,7 +22,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its update check would
 import statistics
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,13 @@ from omegaconf import OmegaConf
 
 from sdaanet.complexity import _build, _inputs, device_name, profile
 from sdaanet.config import compose_config
-from sdaanet.runtime import apply_runtime, resolve_precision
+from sdaanet.runtime import apply_runtime, autocast
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = {"fast": False, "channels_last": False, "precision": "fp32", "compile": False}
 FAST = {"fast": True, "channels_last": True, "precision": "auto", "compile": False}
 PATHS = {"plain fp32": PLAIN, "fast": FAST}
 COMPILED = {**FAST, "compile": True}
-
-
-def _autocast(runtime: dict[str, Any], device: torch.device):
-    bf16 = resolve_precision(runtime["precision"], device.type) == "bf16"
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def _sync(device: torch.device) -> None:
@@ -66,7 +60,7 @@ def train_step_ms(
     for i in range(warmup + repeats):
         _sync(device)
         start = time.perf_counter()
-        with _autocast(runtime, device):
+        with autocast(runtime, device):
             out = net(query, images, masks, label)
             loss = out.main + out.aux + 50 * out.kd + 0.5 * out.saam
         opt.zero_grad(set_to_none=True)
@@ -92,7 +86,7 @@ def eval_episodes_per_s(runtime: dict[str, Any], device: torch.device, episodes:
         _build({"backbone": "resnet50"}).to(device).eval(), OmegaConf.create(runtime)
     )
     loader = iter(dm.test_dataloader())
-    with torch.inference_mode(), _autocast(runtime, device):
+    with torch.inference_mode(), autocast(runtime, device):
         batch = next(loader)
         net(batch["query_image"].to(device), batch["support_images"].to(device),
             batch["support_masks"].to(device))  # fmt: skip

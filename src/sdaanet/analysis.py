@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sdaanet.metrics import ClassMIoU, FBIoU
+from sdaanet.metrics import ClassMIoU, FBIoU, episode_counts
 
 
 @dataclass
@@ -87,15 +87,13 @@ def collect(
         )
         pred = trace.logits.argmax(1).cpu()
         target = b["query_mask"]
-        valid = target != 255
-        fg_p, fg_t = (pred == 1) & valid, target == 1
-        inter = (fg_p & fg_t).flatten(1).sum(1)
+        inter, union = episode_counts(pred, target)
         rows["episode"] += b["episode_index"].tolist()
         rows["cid"] += b["class_id"].tolist()
         rows["cidx"] += b["class_index"].tolist()
-        rows["size"] += fg_t.flatten(1).sum(1).tolist()
-        rows["i"] += inter.tolist()
-        rows["u"] += (fg_p.flatten(1).sum(1) + fg_t.flatten(1).sum(1) - inter).tolist()
+        rows["size"] += (target == 1).flatten(1).sum(1).tolist()
+        rows["i"] += inter[:, 1].tolist()
+        rows["u"] += union[:, 1].tolist()
         protos.append(trace.prototype.float().cpu())
         if trace.sdpm_prototype is not None:
             sdpm.append(trace.sdpm_prototype.float().cpu())

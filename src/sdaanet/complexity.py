@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.models import build_model
-from sdaanet.runtime import apply_runtime, resolve_precision
+from sdaanet.runtime import apply_runtime, autocast, resolve_precision
 
 PAPER = {  # Table III, RTX 3090, 473x473, 1-shot
     "baseline": {"gpu_memory_mb": 2216, "fps": 18.75, "learnable_params": 10.8e6},
@@ -82,17 +81,15 @@ def measure(
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, {warmup=}")
     net = net.to(device).eval()
-    bf16 = False
     if runtime:
         apply_runtime(net, OmegaConf.create(runtime))
-        bf16 = resolve_precision(runtime["precision"], device.type) == "bf16"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    bf16 = bool(runtime) and resolve_precision(runtime["precision"], device.type) == "bf16"
     inputs = _inputs(size, shot, batch, device)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast(runtime, device):
         for i in range(warmup + repeats):
             if cuda:
                 torch.cuda.synchronize(device)

@@ -148,9 +148,9 @@ class FewShotSegmentationModule(L.LightningModule):
     def _check_finite(self, terms: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
         """Stop at a non-finite loss term, naming the step, the term and the episodes' files;
         the exception ends the fit before any checkpoint is written over the last good one."""
-        bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
-        if not bad:
+        if bool(torch.isfinite(torch.stack(list(terms.values()))).all()):  # one sync per step
             return
+        bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
         keys = batch["episode_index"].tolist() if "episode_index" in batch else []
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         dataset = getattr(datamodule, "train_set", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -26,6 +27,13 @@ def resolve_precision(precision: str, device: str) -> str:
     if device == "cuda":
         return "bf16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def autocast(runtime: Any, device: torch.device) -> AbstractContextManager:
+    """bf16 autocast on `device` where the runtime resolves to bf16, else a no-op context."""
+    if runtime is None or resolve_precision(runtime["precision"], device.type) != "bf16":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def trainer_device(accelerator: str) -> str:
