@@ -6,11 +6,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from sdaanet.config import CONF_DIR
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.modules import CocoDataModule, PascalDataModule, SyntheticDataModule
 from sdaanet.data.sources import DataNotFoundError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
+CONF = CONF_DIR / "data"
 REQUIRED = {
     "_target_", "fold", "ways", "ppm_scales", "train_size", "val_size", "batch_size",
     "val_batch_size", "num_workers", "val_episodes", "val_seed", "train_episodes", "pin_memory",

@@ -6,6 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from sdaanet.config import CONF_DIR
 from sdaanet.models import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetOutput, build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
@@ -90,7 +91,7 @@ def test_eval_output_shape_every_backbone(name):
 
 
 def test_build_from_hydra_yaml_and_paper_ppm():
-    node = OmegaConf.load(Path(__file__).parents[1] / "conf/model/sdaanet.yaml")
+    node = OmegaConf.load(CONF_DIR / "model/sdaanet.yaml")
     root = OmegaConf.create(
         {
             "backbone": {"name": "resnet18", "weights": None, "freeze_bn": False},

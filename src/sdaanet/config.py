@@ -7,8 +7,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-ROOT_DIR = Path(__file__).resolve().parents[2]
-CONF_DIR = Path(os.environ.get("SDAANET_CONF", ROOT_DIR / "conf"))
+CONF_DIR = Path(os.environ.get("SDAANET_CONF", Path(__file__).resolve().parent / "conf"))
+
+
+def _root_dir() -> Path:
+    """Where `data/` and `logs/` live: $SDAANET_ROOT, else the source checkout of an editable
+    install (the folder holding pyproject.toml), else the current directory (a wheel install)."""
+    if os.environ.get("SDAANET_ROOT"):
+        return Path(os.environ["SDAANET_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "sdaanet").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+ROOT_DIR = _root_dir()
 
 
 def _output_dir(fallback: str) -> str:
@@ -29,7 +42,7 @@ def register_resolvers() -> None:
 
 
 def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
-    """Compose `conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main.
+    """Compose `sdaanet/conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main.
 
     Example: `compose_config(["data=pascal", "shot=5", "model.kshot_strategy=separate"])`.
     `paths.output_dir` is resolved once, so every later access sees the same directory.
