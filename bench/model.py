@@ -39,6 +39,12 @@ PATHS = {"plain fp32": PLAIN, "fast": FAST}
 COMPILED = {**FAST, "compile": True}
 
 
+def network(backbone: str, shot: int) -> dict[str, Any]:
+    """The resolved network node of the default SD-AANet with `backbone`, `shot`."""
+    cfg = compose_config([f"backbone={backbone}", f"shot={shot}"])
+    return OmegaConf.to_container(cfg.model, resolve=True)  # type: ignore[return-value]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -50,7 +56,7 @@ def train_step_ms(
     """Median ms of one training step (batch 4, 321, 1-shot, ResNet-50, the authors' train-mode
     backbone BN): forward with the losses of Eq. 12, backward, SGD step."""
     torch.manual_seed(0)
-    net = apply_runtime(_build({"backbone": "resnet50"}).to(device), OmegaConf.create(runtime))
+    net = apply_runtime(_build(network("resnet50", 1)).to(device), OmegaConf.create(runtime))
     net.train()
     query, images, masks = _inputs(321, 1, 4, device)
     label = masks[:, 0]
@@ -62,7 +68,7 @@ def train_step_ms(
         start = time.perf_counter()
         with autocast(runtime, device):
             out = net(query, images, masks, label)
-            loss = out.main + out.aux + 50 * out.kd + 0.5 * out.saam
+            loss = sum(net.loss_weights[k] * v for k, v in out.losses.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -82,9 +88,7 @@ def eval_episodes_per_s(runtime: dict[str, Any], device: torch.device, episodes:
     )
     dm = build_datamodule(cfg, stage="test")
     dm.setup("test")
-    net = apply_runtime(
-        _build({"backbone": "resnet50"}).to(device).eval(), OmegaConf.create(runtime)
-    )
+    net = apply_runtime(_build(network("resnet50", 1)).to(device).eval(), OmegaConf.create(runtime))
     loader = iter(dm.test_dataloader())
     with torch.inference_mode(), autocast(runtime, device):
         batch = next(loader)
@@ -121,11 +125,11 @@ def main() -> None:
             for size in sizes:
                 row = {"backbone": backbone, "shot": shot, "size": size}
                 for name, runtime in PATHS.items():
-                    r = profile({"backbone": backbone, "shot": shot}, size, shot, device,
+                    r = profile(network(backbone, shot), size, shot, device,
                                 args.warmup, args.repeats, runtime=runtime)  # fmt: skip
                     row[name] = {k: r[k] for k in ("ms_median", "peak_memory_mb", "precision")}
                 if args.compile:
-                    r = profile({"backbone": backbone, "shot": shot}, size, shot, device,
+                    r = profile(network(backbone, shot), size, shot, device,
                                 args.warmup, args.repeats, runtime=COMPILED)  # fmt: skip
                     row["fast+compile"] = {k: r[k] for k in ("ms_median", "peak_memory_mb")}
                 row["speedup"] = row["plain fp32"]["ms_median"] / row["fast"]["ms_median"]

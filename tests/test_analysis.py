@@ -4,6 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from tests.helpers.networks import build
 
 from sdaanet import compose_config
 from sdaanet.analysis import (
@@ -14,7 +15,6 @@ from sdaanet.analysis import (
     per_class_table,
     tsne,
 )
-from sdaanet.models import build_model
 from sdaanet.train import build_datamodule
 from sdaanet.viz import fig_attention, fig_qualitative, fig_size_bins, fig_tsne
 
@@ -51,7 +51,7 @@ def test_miou_by_object_size_bins_by_hand():
 @pytest.fixture(scope="module")
 def collected():
     torch.manual_seed(0)
-    net = build_model(TINY).eval()
+    net = build(TINY).eval()
     cfg = compose_config(["debug=tiny", "data.val_episodes=6", "data.val_batch_size=4"])
     dm = build_datamodule(cfg, stage="test")
     dm.setup("test")

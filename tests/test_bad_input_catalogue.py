@@ -5,9 +5,13 @@ conversion for inputs that are accepted."""
 from __future__ import annotations
 
 import copy
+import importlib
+import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -18,19 +22,21 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from sdaanet import compose_config
-from sdaanet.checkpoint import CheckpointError, CheckpointMismatchError, read_checkpoint
+from sdaanet.checkpoint import read_checkpoint
+from sdaanet.convert import load_authors_file
 from sdaanet.data import prepare
-from sdaanet.data.sources import (
+from sdaanet.data.sources import FolderSource, PascalSource
+from sdaanet.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
     DataConfigError,
     DataError,
     DataNotFoundError,
-    FolderSource,
-    PascalSource,
+    PredictInputError,
 )
-from sdaanet.eval import apply_label_mode
 from sdaanet.eval import run as run_eval
-from sdaanet.predict import PredictInputError, Predictor, load_predictor, predict
-from sdaanet.train import build_datamodule, build_module, build_trainer, fit
+from sdaanet.predict import Predictor, load_predictor, predict
+from sdaanet.train import build_datamodule, build_module, fit
 from test_data_folder import S, module, write_folder
 from test_data_pascal import write_tree
 
@@ -90,6 +96,14 @@ class Raises:
     """The call raises exactly `error` (not a subclass) with a message matching `match`."""
 
     error: type[Exception]
+    match: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The command exits with status 2, printing exactly one line `error: <match>` on stderr,
+    and writes nothing (no run folder under its log dir)."""
+
     match: str
 
 
@@ -171,7 +185,8 @@ def label_call(edit: Callable[[Path], None]) -> Build:
 def with_shot(ckpt: Path, path: Path, shot: int) -> Path:
     """A copy of `ckpt` recorded as `shot`-shot (the weights do not depend on the shot)."""
     c = copy.deepcopy(read_checkpoint(ckpt))
-    c["hyper_parameters"]["model_cfg"]["shot"] = shot
+    c["hyper_parameters"]["description"]["shot"] = shot
+    c["hyper_parameters"]["description"]["network"]["shot"] = shot
     torch.save(c, path)
     return path
 
@@ -306,6 +321,22 @@ def config_call(
     return lambda c: lambda: step(cfg(c, *overrides, name=name))
 
 
+def command(entry: str, *argv: str) -> Build:
+    """`sdaanet-<entry> <argv>` in this process, logging under the row's temp folder."""
+
+    def build(c: Ctx) -> Call:
+        args = [f"paths.log_dir={c.tmp / 'logs'}", f"paths.data_dir={c.tmp / 'data'}", *argv]
+        main = importlib.import_module(f"sdaanet.{entry}").main
+
+        def call() -> None:
+            with mock.patch.object(sys, "argv", [f"sdaanet-{entry}", *args]):
+                main()
+
+        return call
+
+    return build
+
+
 def eval_ckpt(make: Callable[[Ctx], Path], *overrides: str) -> Build:
     """`sdaanet-eval ckpt_path=<make(ctx)>` (its `run`)."""
 
@@ -334,6 +365,37 @@ def two_shot_ckpt(c: Ctx) -> Call:
     return lambda: predict(two, [(f["support"], f["mask"])], f["query"], size=SIZE)
 
 
+def backbone_weights(content: bytes) -> Build:
+    """Building the network with `backbone.weights=<a file holding content>`."""
+
+    def build(c: Ctx) -> Call:
+        path = c.tmp / "junk.pth"
+        path.write_bytes(content)
+        return lambda: build_module(cfg(c, f"backbone.weights={path}"))
+
+    return build
+
+
+def convert_input(c: Ctx) -> Call:
+    """`sdaanet-convert` reading an input file that is not a torch checkpoint."""
+    path = c.tmp / "junk.pth"
+    path.write_bytes(b"garbage")
+    return lambda: load_authors_file(path)
+
+
+def convert_pickled_input(c: Ctx) -> Call:
+    """`sdaanet-convert` reading, without --trust-pickle, a file that pickles a Python object."""
+    import argparse
+
+    path = c.tmp / "args.pth"
+    torch.save({"state_dict": {}, "args": argparse.Namespace(layers=50)}, path)
+    return lambda: load_authors_file(path)
+
+
+def predict_missing_ckpt(c: Ctx) -> Call:
+    return lambda: load_predictor(c.tmp / "missing.ckpt")
+
+
 def missing_query(f: dict[str, Path], tmp: Path) -> None:
     f["query"] = tmp / "nope.png"
 
@@ -345,6 +407,10 @@ def corrupt_support(f: dict[str, Path], tmp: Path) -> None:
 
 def truncated_query(f: dict[str, Path], tmp: Path) -> None:
     f["query"] = cut(f["query"], tmp / "cut.png")
+
+
+def truncated_jpeg_support(f: dict[str, Path], tmp: Path) -> None:
+    f["support"] = cut(f["support"], tmp / "cut.jpg")
 
 
 def wide_mask(f: dict[str, Path], tmp: Path) -> None:
@@ -381,11 +447,11 @@ ROWS = [
     row("data-image-without-label", image_without_label,
         Raises(DataNotFoundError, r"1 of 18 images .* have no labels/<name>\.png: c2_1\.jpg")),
     row("data-corrupt-jpeg", corrupt_jpeg,
-        Raises(DataError, r"cannot decode image .*images/c1_1\.jpg")),
+        Raises(DataError, r"cannot read image .*images/c1_1\.jpg: corrupt or not an image file")),
     row("data-truncated-jpeg", truncated_jpeg,
-        Raises(DataError, r"truncated JPEG .*images/c1_1\.jpg")),
+        Raises(DataError, r"cannot read image .*images/c1_1\.jpg: truncated JPEG \(no end-of")),
     row("data-truncated-png-label", label_call(truncated_label),
-        Raises(DataError, r"cannot decode label .*labels/c2_0\.png \(OSError\)")),
+        Raises(DataError, r"cannot read label .*labels/c2_0\.png: image file is truncated")),
     row("data-grayscale-image-converted", converted_image("grayscale"), Converted((S, S, 3))),
     row("data-rgba-image-converted", converted_image("RGBA"), Converted((S, S, 3))),
     row("data-16bit-image-converted", converted_image("16-bit"), Converted((S, S, 3))),
@@ -411,13 +477,27 @@ ROWS = [
         Raises(DataConfigError, r"data config: fold must be an integer in 0\.\.3, got 9")),
     row("config-ways-over-fold-classes", config_call("data.ways=9"),
         Raises(DataConfigError, r"ways=9 but fold 0 has only 5 novel classes")),
-    row("config-optimizer-name", config_call("optimizer.name=adam", step=build_module),
-        Raises(ValueError, r"optimizer\.name must be .* got 'adam'")),
-    row("config-runtime-precision", config_call("runtime.precision=fp16", step=build_trainer),
-        Raises(ValueError, r"runtime\.precision must be one of .* got 'fp16'")),
-    row("config-eval-label-mode",
-        config_call("eval.label_mode=nope", step=apply_label_mode, name="eval"),
-        Raises(DataConfigError, r"eval\.label_mode must be one of .* got 'nope'")),
+    # a bad setting on the command line: one `error:` line, exit 2, no run folder
+    row("train-shot-zero", command("train", "shot=0"),
+        Refused(r"shot=0 must be a positive integer, e\.g\. shot=1")),
+    row("train-shot-negative", command("train", "shot=-1"),
+        Refused(r"shot=-1 must be a positive integer")),
+    row("train-val-episodes-zero", command("train", "data.val_episodes=0"),
+        Refused(r"data\.val_episodes=0 must be a positive integer")),
+    row("train-optimizer-name", command("train", "optimizer.name=foo"),
+        Refused(r"Could not override 'optimizer\.name': the config has no key 'name'")),
+    row("train-optimizer-group", command("train", "optimizer=foo"),
+        Refused(r"Could not find 'optimizer/foo'; available options in 'optimizer': adamw, sgd")),
+    row("train-runtime-precision", command("train", "runtime.precision=fp8"),
+        Refused(r"runtime\.precision='fp8' is not one of auto, bf16, fp32")),
+    row("train-kshot-strategy", command("train", "model.kshot_strategy=bogus"),
+        Refused(r"model\.kshot_strategy='bogus' is not one of official, separate, integral")),
+    row("train-ways-without-multiclass", command("train", "data.ways=3"),
+        Refused(r"data\.ways=3 needs the multi-class network: add model=multiclass")),
+    row("eval-label-mode", command("eval", "label_mode=nope"),
+        Refused(r"Could not find 'label_mode/nope'; available options in 'label_mode': authors")),
+    row("eval-empty-seeds", command("eval", "eval.seeds=[]"),
+        Refused(r"eval\.seeds is empty; give at least one")),
     # checkpoint ---------------------------------------------------------------------------------
     row("ckpt-missing", eval_ckpt(lambda c: c.tmp / "missing.ckpt"),
         Raises(CheckpointError, r"checkpoint not found: .*missing\.ckpt")),
@@ -430,6 +510,18 @@ ROWS = [
                                         r"holds model=sdaanet backbone=resnet18")),
     row("ckpt-not-sdaanet", foreign_ckpt,
         Raises(CheckpointError, r"checkpoint .*plain\.ckpt records no hyper_parameters")),
+    row("ckpt-backbone-weights-text-file", backbone_weights(b"hello world\n"),
+        Raises(CheckpointError, r"backbone weights .*junk\.pth is not a torch checkpoint, or is "
+                                r"truncated \(KeyError: 101\)")),
+    row("ckpt-backbone-weights-random-bytes", backbone_weights(bytes(range(256)) * 4),
+        Raises(CheckpointError, r"backbone weights .*junk\.pth is not a torch checkpoint")),
+    row("ckpt-convert-not-a-torch-file", convert_input,
+        Raises(CheckpointError, r"input checkpoint .*junk\.pth is not a torch checkpoint")),
+    row("ckpt-convert-pickled-objects", convert_pickled_input,
+        Raises(CheckpointError, r"input checkpoint .*args\.pth holds pickled Python objects "
+                                r"\(argparse\.Namespace\).*arbitrary code.*--trust-pickle")),
+    row("ckpt-missing-in-predict", predict_missing_ckpt,
+        Raises(CheckpointError, r"checkpoint not found: .*missing\.ckpt \(pass --ckpt <file>")),
     row("ckpt-other-shot-in-predict", two_shot_ckpt,
         Raises(PredictInputError, r"checkpoint is 2-shot, got 1 support")),
     # predict ------------------------------------------------------------------------------------
@@ -439,6 +531,8 @@ ROWS = [
         Raises(PredictInputError, r"cannot read support 1 image .*junk\.jpg")),
     row("predict-truncated-image", predicting(truncated_query),
         Raises(PredictInputError, r"cannot read query image .*cut\.png: .*truncated")),
+    row("predict-truncated-jpeg", predicting(truncated_jpeg_support),
+        Raises(PredictInputError, r"cannot read support 1 image .*cut\.jpg: truncated JPEG")),
     row("predict-mask-size-mismatch", predicting(wide_mask),
         Raises(PredictInputError, r"mask .*wide\.png is 70x40 \(WxH\) but support 1 image "
                                   r".*s\.jpg is 40x70")),
@@ -460,6 +554,15 @@ def test_bad_input(
     build: Build, outcome: Raises | Converted, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     call = build(Ctx(tmp_path, request))
+    if isinstance(outcome, Refused):
+        capsys = request.getfixturevalue("capsys")
+        with pytest.raises(SystemExit) as exit_info:
+            call()
+        lines = capsys.readouterr().err.splitlines()
+        assert exit_info.value.code == 2 and len(lines) == 1, lines
+        assert re.fullmatch(r"error: .*", lines[0]) and re.search(outcome.match, lines[0]), lines
+        assert not (tmp_path / "logs").exists()
+        return
     if isinstance(outcome, Converted):
         result = call()
         assert isinstance(result, np.ndarray) and result.dtype == np.uint8

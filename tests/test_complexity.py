@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tests.helpers.networks import build, node
 
 from sdaanet import compose_config
 from sdaanet.complexity import count_learnable, measure, profile, run_complexity
-from sdaanet.models import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
 
@@ -24,7 +24,7 @@ def test_complexity_report_counts_equal_the_models(tmp_path, capsys):
     record = run_complexity(cfg)  # CPU: each model measured in its own child process
     model = OmegaConf.to_container(cfg.model, resolve=True)
     for name, switch in (("baseline", False), ("sdaanet", True)):
-        net = build_model({**model, "sdpm": switch, "saam": switch})
+        net = build({**model, "sdpm": switch, "saam": switch})
         r = record["results"][name]
         assert r["learnable_params"] == count_learnable(net)
         assert r["learnable_params"] == sum(p.numel() for p in net.learnable_parameters())
@@ -38,7 +38,7 @@ def test_complexity_report_counts_equal_the_models(tmp_path, capsys):
 
 
 def test_measure_times_repeats_after_warmup():
-    net = build_model({**TINY, "sdpm": False, "saam": False})
+    net = build({**TINY, "sdpm": False, "saam": False})
     r = measure(net, 65, 2, torch.device("cpu"), warmup=0, repeats=3, batch=2)
     assert r["repeats"] == 3 and r["ms_min"] <= r["ms_median"] <= r["ms_max"]
     assert r["fps"] == pytest.approx(2 * 1000.0 / r["ms_median"]) and r["peak_memory_mb"] > 0
@@ -48,4 +48,4 @@ def test_measure_times_repeats_after_warmup():
 
 def test_profile_reports_a_failing_child_in_one_line():
     with pytest.raises(RuntimeError, match=r"process exited 1: .*must be >= 65"):
-        profile({**TINY, "sdpm": False, "saam": False}, 33, 1, torch.device("cpu"), 0, 1)
+        profile(node({**TINY, "sdpm": False, "saam": False}), 33, 1, torch.device("cpu"), 0, 1)

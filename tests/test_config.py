@@ -1,5 +1,6 @@
 """Every config composes; command-line selection works; bad overrides get Hydra's own error."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,11 @@ from sdaanet import compose_config
 from sdaanet.config import CONF_DIR
 
 PASCAL_DM = "sdaanet.data.modules.PascalDataModule"
-GROUPS = ["data", "model", "backbone", "trainer", "logger", "callbacks", "debug", "paths", "eval"]
+GROUPS = [
+    "data", "model", "backbone", "optimizer", "scheduler", "trainer", "runtime", "label_mode",
+    "logger", "callbacks", "debug", "paths", "eval",
+]  # fmt: skip
+MISSING = object()
 
 
 def _options(group: str) -> list[str]:
@@ -23,12 +28,86 @@ def _resolve(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
+def _leaves(node, prefix: str):
+    """(dotted key, value) of every setting under `node`."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, node
+
+
+def _put(settings: dict, key: str, value) -> None:
+    """A later setting replaces `key`, the settings below it and a leaf above it (an empty
+    mapping merges into an existing one, changing nothing)."""
+    if value == {} and any(k.startswith(key + ".") for k in settings):
+        return
+    for k in [k for k in settings if k.startswith(key + ".") or key.startswith(k + ".")]:
+        del settings[k]
+    settings[key] = value
+
+
+def _parts(group: str, option: str) -> tuple[dict, list]:
+    """`group/option.yaml`'s group selections (`override /group: option`, later wins) and its own
+    settings, after those of the options of the same group its defaults list includes."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    header = re.match(r"# @package (\S+)", path.read_text())
+    package = header.group(1) if header else group
+    content = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    selections: dict = {}
+    own: list = []
+    for entry in content.pop("defaults", []):
+        if entry == "_self_":
+            continue
+        if isinstance(entry, str):  # another option of the same group
+            sub_selections, sub_own = _parts(group, entry)
+            selections.update(sub_selections)
+            own.extend(sub_own)
+        else:
+            ((key, sub_option),) = entry.items()
+            selections[key.split("/")[-1]] = sub_option
+    own.extend(_leaves(content, "" if package == "_global_" else package))
+    return selections, own
+
+
+def _settings(group: str, option: str) -> dict:
+    """What selecting `group=option` must put in the composed config, read from the YAML files
+    themselves: the group options it selects, then its own settings on top (Hydra merges the
+    selected options where their group stands in the defaults list, before this file)."""
+    selections, own = _parts(group, option)
+    settings: dict = {}
+    for sub_group, sub_option in selections.items():
+        for k, v in ({} if sub_option is None else _settings(sub_group, sub_option)).items():
+            _put(settings, k, v)
+    for k, v in own:
+        _put(settings, k, v)
+    return settings
+
+
+def _lookup(tree, key: str):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return MISSING
+        tree = tree[part]
+    return tree
+
+
+def assert_settings_landed(cfg, group: str, option: str) -> None:
+    # interpolations compare unresolved, except the one compose_config resolves on purpose
+    settings = {k: v for k, v in _settings(group, option).items() if k != "paths.output_dir"}
+    assert settings, f"{group}/{option}.yaml sets nothing this test can check"
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    wrong = {k: (v, _lookup(raw, k)) for k, v in settings.items() if _lookup(raw, k) != v}
+    assert not wrong, f"{group}={option}: key -> (file, composed): {wrong}"
+
+
 @pytest.mark.parametrize("name", _options("experiment"))
 def test_every_experiment_composes(name):
     cfg = compose_config([f"experiment={name}"])
     resolved = _resolve(cfg)
     assert resolved["model"]["backbone"] == resolved["backbone"]
     assert resolved["model"]["shot"] == resolved["shot"]
+    assert_settings_landed(cfg, "experiment", name)
 
 
 @pytest.mark.parametrize(
@@ -36,13 +115,16 @@ def test_every_experiment_composes(name):
     [(g, o) for g in GROUPS for o in _options(g) if not (g == "eval")],
 )
 def test_every_group_option_composes_for_train(group, option):
-    _resolve(compose_config([f"{group}={option}"]))
+    cfg = compose_config([f"{group}={option}"])
+    _resolve(cfg)
+    assert_settings_landed(cfg, group, option)
 
 
 @pytest.mark.parametrize("option", _options("eval"))
 def test_eval_config_composes(option):
     cfg = compose_config([f"eval={option}", "ckpt_path=x.ckpt"], config_name="eval")
     assert _resolve(cfg)["ckpt_path"] == "x.ckpt"
+    assert_settings_landed(cfg, "eval", option)
 
 
 def test_experiments_hold_only_what_differs():

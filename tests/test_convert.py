@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from tests.helpers.cli import exit_code
+from tests.helpers.networks import build
 
-from sdaanet.checkpoint import load_network_weights
+from sdaanet.checkpoint import build_network, load_network_weights, network_from_checkpoint
 from sdaanet.convert import convert_authors_checkpoint, eval_command, main
-from sdaanet.models import AUTHORS_KEY_PREFIXES, build_model
+from sdaanet.models import AUTHORS_KEY_PREFIXES
 
 # the shared/ folder beside the checkout (skipped where absent)
 KEYS_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state-dict-keys"
 INVERSE = {ours: theirs for theirs, ours in AUTHORS_KEY_PREFIXES.items()}
 TINY = {"backbone": "resnet18", "reduce_dim": 16, "ppm_scales": [60, 30, 15, 8]}
-
-
-def build(cfg):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random backbone weights
-        return build_model(cfg)
 
 
 def authors_from_txt(name: str) -> dict[str, torch.Tensor]:
@@ -64,13 +60,13 @@ def tiny_authors():
 def test_released_key_lists_round_trip(name, model, backbone):
     src = authors_from_txt(name)
     ckpt = convert_authors_checkpoint({"state_dict": src, "epoch": 3}, source=model)
-    cfg = ckpt["hyper_parameters"]["model_cfg"]
-    assert (cfg["name"], cfg["backbone"]["name"]) == (model, backbone)
+    cfg = ckpt["hyper_parameters"]["description"]["network"]
+    assert (cfg["_target_"], cfg["backbone"]["name"]) == ("sdaanet.models.SDAANet", backbone)
     assert cfg["reduce_dim"] == 256 and cfg["ppm_scales"] == [60, 30, 15, 8]
     assert (cfg["sdpm"], cfg["saam"]) == ((True, True) if model == "sdaanet" else (False, False))
     assert ckpt["sdaanet_converted_from"] == model
     assert ckpt["hyper_parameters"]["n_test_classes"] == 5
-    net = build(cfg)
+    net = build_network(cfg)
     load_network_weights(net, ckpt)  # strict
     ours = net.state_dict()
     pairs = {
@@ -90,9 +86,9 @@ def test_released_key_lists_round_trip(name, model, backbone):
 def test_tiny_round_trip_is_bitwise(tiny_authors):
     """Independent of the reference folder: our own net, renamed to the authors' keys and back."""
     ckpt = convert_authors_checkpoint({"state_dict": tiny_authors, "epoch": 3, "optimizer": {}})
-    cfg = ckpt["hyper_parameters"]["model_cfg"]
-    assert (cfg["name"], cfg["backbone"]["name"], cfg["reduce_dim"]) == ("sdaanet", "resnet18", 16)
-    net = build(cfg)
+    cfg = ckpt["hyper_parameters"]["description"]["network"]
+    assert (cfg["backbone"]["name"], cfg["reduce_dim"], cfg["sdpm"]) == ("resnet18", 16, True)
+    net = build_network(cfg)
     load_network_weights(net, ckpt)
     ours = net.state_dict()
     assert len(ours) == len(tiny_authors)
@@ -106,22 +102,20 @@ def test_tiny_round_trip_is_bitwise(tiny_authors):
 def test_raw_state_dict_without_module_prefix(tiny_authors):
     raw = {k.removeprefix("module."): v for k, v in tiny_authors.items()}
     ckpt = convert_authors_checkpoint(raw, source="sdaanet", ppm_scales=[1.0, 0.5, 0.25, 0.125])
-    cfg = ckpt["hyper_parameters"]["model_cfg"]
+    cfg = ckpt["hyper_parameters"]["description"]["network"]
     assert cfg["ppm_scales"] == [1.0, 0.5, 0.25, 0.125]
-    cmd = eval_command("x.ckpt", cfg)
-    assert "model=sdaanet" in cmd and "backbone=resnet18" in cmd and "data=coco" in cmd
-    assert "model.reduce_dim=16" in cmd
+    assert eval_command("x.ckpt", cfg) == "sdaanet-eval ckpt_path=x.ckpt data=coco"
 
 
 def test_pfenet_ablation_variants_are_inferred():
     torch.manual_seed(0)
     state = to_authors(build({**TINY, "sdpm": False, "saam": False}).state_dict())
-    cfg = convert_authors_checkpoint(state)["hyper_parameters"]["model_cfg"]
-    assert (cfg["name"], cfg["sdpm"], cfg["saam"]) == ("pfenet", False, False)
+    cfg = convert_authors_checkpoint(state)["hyper_parameters"]["description"]["network"]
+    assert (cfg["sdpm"], cfg["saam"]) == (False, False)
     state = to_authors(build({**TINY, "sdpm": True, "saam": False}).state_dict())
-    cfg = convert_authors_checkpoint(state, "sdaanet")["hyper_parameters"]["model_cfg"]
-    assert (cfg["name"], cfg["sdpm"], cfg["saam"]) == ("sdaanet", True, False)
-    assert "model.saam=false" in eval_command("x.ckpt", cfg)
+    cfg = convert_authors_checkpoint(state, "sdaanet")["hyper_parameters"]["description"]["network"]
+    assert (cfg["sdpm"], cfg["saam"]) == (True, False)
+    assert eval_command("x.ckpt", cfg) == "sdaanet-eval ckpt_path=x.ckpt data=pascal"
 
 
 def test_unknown_key_is_named(tiny_authors):
@@ -156,39 +150,62 @@ def test_ppm_scales_count_must_match(tiny_authors):
 def test_cli_writes_checkpoint(tiny_authors, tmp_path, capsys):
     src, out = tmp_path / "final.pth", tmp_path / "out" / "sdaanet.ckpt"
     torch.save({"epoch": 3, "state_dict": tiny_authors}, src)
-    assert main([str(src), str(out), "--source", "sdaanet"]) == 0
+    assert exit_code(main, [src, out, "--source", "sdaanet"]) == 0
     line = capsys.readouterr().out.strip()
-    assert "\n" not in line and f"sdaanet-eval ckpt_path={out} model=sdaanet" in line
+    assert "\n" not in line and line.endswith(
+        f"evaluate with: sdaanet-eval ckpt_path={out} data=pascal"
+    )
     assert sorted(p.name for p in out.parent.iterdir()) == ["sdaanet.ckpt"]  # no .tmp left
     ckpt = torch.load(out, map_location="cpu", weights_only=True)
-    load_network_weights(build(ckpt["hyper_parameters"]["model_cfg"]), ckpt)
+    net, info = network_from_checkpoint(out)  # the converted file describes its network
+    assert info["network"] == ckpt["hyper_parameters"]["description"]["network"]
 
 
-@pytest.mark.parametrize("content", [b"not a torch file", None])
-def test_cli_bad_input_exits_2(tmp_path, capsys, content):
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"not a torch file", "is not a torch checkpoint"),
+        (b"hello world\n", r"is not a torch checkpoint, or is truncated \(KeyError: 101\)"),
+        (None, "not found"),
+    ],
+)
+def test_cli_bad_input_exits_2(tmp_path, capsys, content, says):
     src, out = tmp_path / "bad.pth", tmp_path / "out.ckpt"
     if content is not None:
         src.write_bytes(content)
-    assert main([str(src), str(out)]) == 2
+    assert exit_code(main, [src, out]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sdaanet-convert: error:") and err.count("\n") == 1
-    assert str(src) in err and not out.exists()
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert re.search(f"input checkpoint {re.escape(str(src))} {says}", err) and not out.exists()
 
 
-def test_cli_pickled_objects_fall_back_with_warning(tiny_authors, tmp_path, capsys):
-    """The authors' files may pickle extra objects; weights_only=False is used only then."""
+def test_cli_pickled_objects_need_trust_pickle(tiny_authors, tmp_path, capsys):
+    """The authors' files may pickle extra objects: refused unless --trust-pickle is given."""
     import argparse
 
     src, out = tmp_path / "final.pth", tmp_path / "out.ckpt"
     torch.save({"state_dict": tiny_authors, "args": argparse.Namespace(layers=18)}, src)
-    with pytest.warns(UserWarning, match="weights_only=True"):
-        assert main([str(src), str(out)]) == 0
+    assert exit_code(main, [src, out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists()
+    assert re.match(
+        rf"error: input checkpoint {re.escape(str(src))} holds pickled Python objects "
+        r"\(argparse\.Namespace\).*arbitrary code.*pass --trust-pickle",
+        err,
+    )
+    assert exit_code(main, [src, out, "--trust-pickle"]) == 0
     assert out.is_file()
+
+
+def test_trust_pickle_help_names_the_risk(capsys):
+    assert exit_code(main, ["--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--trust-pickle" in help_text and "arbitrary code" in help_text
 
 
 def test_cli_unknown_keys_exit_2(tmp_path, capsys):
     src, out = tmp_path / "other.pth", tmp_path / "out.ckpt"
     torch.save({"module.fc.weight": torch.zeros(2, 2)}, src)
-    assert main([str(src), str(out)]) == 2
+    assert exit_code(main, [src, out]) == 2
     err = capsys.readouterr().err
     assert "fc.weight" in err and err.count("\n") == 1 and not out.exists()

@@ -1,5 +1,4 @@
 import time
-from pathlib import Path
 
 import hydra
 import pytest
@@ -9,7 +8,7 @@ from omegaconf import OmegaConf
 from sdaanet.config import CONF_DIR
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.modules import CocoDataModule, PascalDataModule, SyntheticDataModule
-from sdaanet.data.sources import DataNotFoundError
+from sdaanet.errors import DataNotFoundError
 
 CONF = CONF_DIR / "data"
 REQUIRED = {

@@ -9,7 +9,8 @@ import torch
 
 from sdaanet.data.folds import rule_folds
 from sdaanet.data.modules import FolderDataModule
-from sdaanet.data.sources import DataError, DataNotFoundError, FolderSource
+from sdaanet.data.sources import FolderSource
+from sdaanet.errors import DataError, DataNotFoundError
 
 MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-v2"
 S = 64
@@ -144,12 +145,12 @@ def test_corrupt_image_and_size_mismatch_name_the_file(tmp_path):
     cv2.imwrite(str(root / "labels/c1_2.png"), np.zeros((S, S + 1), dtype=np.uint8))
     source = FolderSource(root, "train", cache=False)
     index = {name: i for i, (name, _) in enumerate(source.pairs)}
-    with pytest.raises(DataError, match=r"cannot decode image .*c1_1.jpg"):
+    with pytest.raises(DataError, match=r"cannot read image .*c1_1.jpg: corrupt or not an image"):
         source.load(index["images/c1_1.jpg"])
     with pytest.raises(DataError, match=r"c1_2.jpg is 64x64 but its label .*c1_2.png is 65x64"):
         source.load(index["images/c1_2.jpg"])
     (root / "labels/c2_0.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(DataError, match=r"cannot decode label .*c2_0.png"):
+    with pytest.raises(DataError, match=r"cannot read label .*c2_0.png: corrupt or not an image"):
         source.class_areas()
 
 

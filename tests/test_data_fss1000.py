@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from sdaanet.data.modules import FSS1000DataModule
-from sdaanet.data.sources import DataNotFoundError, FSS1000Source
+from sdaanet.data.sources import FSS1000Source
 from sdaanet.data.sources.fss1000 import seeded_split
+from sdaanet.errors import DataNotFoundError
 
 NAMES = [f"class{i:02d}" for i in range(10)]
 

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.helpers.cli import exit_code
 
 from sdaanet.data import prepare
 from sdaanet.data.episodes import EpisodeDataset, build_index
 from sdaanet.data.folds import fold_classes
 from sdaanet.data.modules import PascalDataModule
-from sdaanet.data.sources import DataError, DataNotFoundError, PascalSource
+from sdaanet.data.sources import PascalSource
 from sdaanet.data.sources.listfile import PairSource
 from sdaanet.data.transforms import build_transform
+from sdaanet.errors import DataError, DataNotFoundError
 
 S = 64
 BIG = (slice(0, S), slice(0, S // 2))  # 2048 px: exactly the min area, kept
@@ -84,16 +86,16 @@ def test_prepare_writes_lists(tree, capsys):
 
 
 def test_prepare_errors_are_one_line(tmp_path, capsys):
-    assert prepare.main(["pascal", "--root", str(tmp_path / "nope")]) == 2
+    assert exit_code(prepare.main, ["pascal", "--root", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "nope" in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
     root = tmp_path / "p"
     write_tree(root, with_imagesets=False)
-    assert prepare.main(["pascal", "--root", str(root)]) == 2
+    assert exit_code(prepare.main, ["pascal", "--root", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ImageSets/Segmentation/val.txt" in err
     (root / "SegmentationClassAug").rename(root / "labels")
-    assert prepare.main(["pascal", "--root", str(root)]) == 2
+    assert exit_code(prepare.main, ["pascal", "--root", str(root)]) == 2
     assert "SegmentationClassAug" in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 from PIL import Image
 from pycocotools import mask as mask_utils
+from tests.helpers.cli import exit_code
 
 from sdaanet.data import prepare
 from sdaanet.data.prepare.pascal import read_sbd_label
@@ -24,13 +25,13 @@ def line(i):
 
 
 def run(*argv):
-    return prepare.main([str(a) for a in argv])
+    return exit_code(prepare.main, argv)
 
 
 def error(capsys):
     """The one error line on stderr (after any warnings)."""
     lines = capsys.readouterr().err.splitlines()
-    assert lines and [s for s in lines if ": error: " in s] == lines[-1:]
+    assert lines and [s for s in lines if s.startswith("error: ")] == lines[-1:]
     return lines[-1]
 
 

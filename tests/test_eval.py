@@ -37,7 +37,7 @@ class FixedNet(nn.Module):
 
 
 def module(**kw):
-    return FewShotSegmentationModule(FixedNet(), model_cfg={}, n_test_classes=2, **kw)
+    return FewShotSegmentationModule(FixedNet(), n_test_classes=2, **kw)
 
 
 def test_original_size_scoring_uses_the_image_region_only():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tests.helpers.networks import build
 
-from sdaanet.models import build_model
 from sdaanet.models.layers import PriorMask
 from sdaanet.runtime import apply_runtime, lightning_precision, resolve_precision
 
@@ -29,7 +29,7 @@ def episode(batch=2, shot=2, seed=0):
 
 def test_one_pass_backbone_equals_separate_passes():
     torch.manual_seed(0)
-    net = build_model({**TINY, "shot": 2}).eval()
+    net = build({**TINY, "shot": 2}).eval()
     args = episode()
     plain = net._backbone(*args)
     net.fast = True
@@ -43,12 +43,12 @@ def test_one_pass_backbone_equals_separate_passes():
 
 
 def test_one_pass_backbone_only_where_batch_statistics_cannot_mix():
-    net = build_model({**TINY, "backbone": {"name": "resnet18", "freeze_bn": False}})
+    net = build({**TINY, "backbone": {"name": "resnet18", "freeze_bn": False}})
     net.train()
     assert not net.backbone.batch_safe  # the authors' train-mode BN: separate passes
     net.eval()
     assert net.backbone.batch_safe
-    frozen = build_model({**TINY, "backbone": {"name": "resnet18", "freeze_bn": True}}).train()
+    frozen = build({**TINY, "backbone": {"name": "resnet18", "freeze_bn": True}}).train()
     assert frozen.backbone.batch_safe
 
 
@@ -75,8 +75,8 @@ def test_masked_prior_equals_the_full_prior():
 
 def test_fast_path_gives_the_plain_argmax():
     torch.manual_seed(0)
-    plain = build_model({**TINY, "shot": 2}).eval()
-    fast = build_model({**TINY, "shot": 2}).eval()
+    plain = build({**TINY, "shot": 2}).eval()
+    fast = build({**TINY, "shot": 2}).eval()
     fast.load_state_dict(plain.state_dict())
     apply_runtime(fast, FAST)
     assert fast.fast and fast.decoder.cls[-1].weight.is_contiguous(
@@ -93,7 +93,7 @@ def test_fast_path_gives_the_plain_argmax():
 
 
 def test_eval_skips_the_auxiliary_heads():
-    net = build_model(TINY)
+    net = build(TINY)
     args = episode(shot=1)
     with torch.no_grad():
         _, aux, *_ = net.eval()._run(*args, None)

@@ -3,7 +3,6 @@ and inputs (`tests/golden/outputs.pt`, written by `python -m tests.helpers.golde
 
 import pytest
 import torch
-
 from tests.helpers.golden import CASES, GOLDEN, outputs
 from tests.helpers.networks import build
 
@@ -20,4 +19,3 @@ def test_outputs_match_the_golden_file(case, golden):
     assert set(got) == set(golden[case])
     for name, expected in golden[case].items():
         torch.testing.assert_close(got[name], expected, rtol=0, atol=1e-6, msg=f"{case} {name}")
-

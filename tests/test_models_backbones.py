@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from sdaanet.errors import CheckpointError
 from sdaanet.models.backbones import BACKBONE_NAMES, build_backbone, load_backbone_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
@@ -68,8 +69,10 @@ def test_layer0_key_layouts_match_authors():
 
 
 def test_random_weights_warn():
-    with pytest.warns(UserWarning, match="RANDOM weights"):
+    with pytest.warns(UserWarning, match="RANDOM weights") as record:
         build_backbone("resnet18")
+    message = str(record[0].message)  # names the key users set (`backbone.weights=<file>`)
+    assert "set backbone.weights=<file>" in message and "model.backbone" not in message
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("resnet7")
     assert "resnet50" in BACKBONE_NAMES
@@ -134,7 +137,7 @@ def test_load_missing_and_unexpected_keys_warn(tmp_path):
     text = " ".join(str(r.message) for r in record)
     assert "missing" in text and "unexpected" in text and "extra.weight" in text
     assert torch.equal(bb.layer0[0].weight, torch.ones(64, 3, 7, 7))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match=r"backbone weights .*nope\.pth not found"):
         load_backbone_weights(bb, tmp_path / "nope.pth")
 
 

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tests.helpers.networks import build
 
 from sdaanet.config import CONF_DIR
-from sdaanet.models import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetOutput, build_model
+from sdaanet.models import AUTHORS_KEY_PREFIXES, SDAANet, TrainOutput
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
 
@@ -18,7 +20,7 @@ SMALL = {"backbone": "resnet18", "reduce_dim": 16, "ppm_scales": [9, 5, 3, 2]}
 
 def tiny(**overrides) -> SDAANet:
     torch.manual_seed(0)
-    return build_model({**SMALL, **overrides})
+    return build({**SMALL, **overrides})
 
 
 def episode(b=2, k=1, h=65, w=65, seed=0):
@@ -53,7 +55,7 @@ def count(model: SDAANet) -> int:
 def test_learnable_parameter_counts(backbone, sdpm, saam, expected):
     for shot in (1, 5):
         with torch.device("meta"):
-            model = build_model({"backbone": backbone, "sdpm": sdpm, "saam": saam, "shot": shot})
+            model = build({"backbone": backbone, "sdpm": sdpm, "saam": saam, "shot": shot})
         assert count(model) == expected
     assert all(p.requires_grad for p in model.learnable_parameters())
 
@@ -66,7 +68,7 @@ def test_authors_keys_map_one_to_one(name):
     on = name.startswith("sdaanet")
     backbone = name.split("_")[1] + ("" if on else "_deep")
     with torch.device("meta"):
-        ours = build_model({"backbone": backbone, "sdpm": on, "saam": on}).state_dict()
+        ours = build({"backbone": backbone, "sdpm": on, "saam": on}).state_dict()
     seen = set()
     for line in path.read_text().splitlines():
         key, shape = line.split()
@@ -94,14 +96,19 @@ def test_build_from_hydra_yaml_and_paper_ppm():
     node = OmegaConf.load(CONF_DIR / "model/sdaanet.yaml")
     root = OmegaConf.create(
         {
-            "backbone": {"name": "resnet18", "weights": None, "freeze_bn": False},
+            "backbone": {
+                "_target_": "sdaanet.models.build_backbone",
+                "name": "resnet18",
+                "weights": None,
+                "freeze_bn": False,
+            },
             "shot": 2,
             "data": {"ppm_scales": [1.0, 0.5, 0.25, 0.125], "ways": 1},
             "model": node,
         }
     )
     root.model.reduce_dim = 16
-    model = build_model(root.model)
+    model = instantiate(root.model)
     assert model.shot == 2 and model.backbone.name == "resnet18"
     q, s, m, _ = episode(b=1, k=2, h=97, w=97)
     with torch.no_grad():
@@ -131,11 +138,13 @@ def test_train_losses_finite_and_gradients(teacher, strategy, reweight):
     model = tiny(teacher=teacher, kshot_strategy=strategy, query_reweight=reweight).train()
     q, s, m, qm = episode(b=2, k=2)
     out = model(q, s, m, qm)
-    assert isinstance(out, SDAANetOutput) and out.logits.shape == (2, 2, 65, 65)
-    for term in (out.main, out.aux, out.kd, out.saam):
+    assert isinstance(out, TrainOutput) and out.logits.shape == (2, 2, 65, 65)
+    for term in (out.losses["main"], out.losses["aux"], out.losses["kd"], out.losses["saam"]):
         assert term.dim() == 0 and torch.isfinite(term)
-    assert out.kd > 0 and out.saam > 0
-    (out.main + out.aux + 50 * out.kd + 0.5 * out.saam).backward()
+    assert out.losses["kd"] > 0 and out.losses["saam"] > 0
+    (
+        out.losses["main"] + out.losses["aux"] + 50 * out.losses["kd"] + 0.5 * out.losses["saam"]
+    ).backward()
     for module in (model.down_query, model.down_supp, model.sdpm.se_supp, model.saam.simple_mask):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
     assert all(p.grad is None for p in model.backbone.parameters())
@@ -143,7 +152,7 @@ def test_train_losses_finite_and_gradients(teacher, strategy, reweight):
 
 def test_kd_alone_reaches_down_query_and_se_supp():
     model = tiny().train()
-    model(*episode()).kd.backward()
+    model(*episode()).losses["kd"].backward()
     assert model.down_query[0].weight.grad.abs().sum() > 0  # through the teacher (D3)
     assert model.sdpm.se_supp[2].weight.grad.abs().sum() > 0
 
@@ -152,7 +161,7 @@ def test_kd_alone_reaches_down_query_and_se_supp():
 def test_switch_combinations_run(sdpm, saam):
     model = tiny(sdpm=sdpm, saam=saam).train()
     out = model(*episode())
-    assert (out.kd != 0) == sdpm and (out.saam != 0) == saam
+    assert (out.losses["kd"] != 0) == sdpm and (out.losses["saam"] != 0) == saam
     assert (model.sdpm is not None) == sdpm and (model.saam is not None) == saam
     with torch.no_grad():
         assert model.eval()(*episode()[:3]).shape == (2, 2, 65, 65)
@@ -185,7 +194,8 @@ def test_all_zero_support_mask_warns_and_stays_finite():
     m = torch.zeros_like(m)
     with pytest.warns(UserWarning, match="no foreground"):
         out = model.train()(q, s, m, qm)
-    assert all(torch.isfinite(t).all() for t in out)
+    assert torch.isfinite(out.logits).all()
+    assert all(torch.isfinite(t).all() for t in out.losses.values())
     with pytest.warns(UserWarning, match="no foreground"), torch.no_grad():
         assert torch.isfinite(model.eval()(q, s, m)).all()
 

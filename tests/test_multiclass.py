@@ -2,17 +2,19 @@
 
 import pytest
 import torch
+from tests.helpers.networks import build
 
 from sdaanet import compose_config
 from sdaanet.data.episodes import EpisodeDataset, EpisodeIndex
-from sdaanet.data.sources import DataConfigError
 from sdaanet.data.sources.synthetic import SyntheticSource
 from sdaanet.data.transforms import build_transform
 from sdaanet.demo import prior_predictor
+from sdaanet.errors import ConfigError, DataConfigError
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
-from sdaanet.models import MultiClassSDAANet, build_model
+from sdaanet.models import MultiClassSDAANet
 from sdaanet.train import build_datamodule, run
+from sdaanet.validate import check_config
 
 S = 65
 TINY = {"backbone": "resnet18", "reduce_dim": 16, "ppm_scales": [1.0, 0.5], "multiclass": True}
@@ -29,7 +31,7 @@ def episode(ways, batch=2, shot=1):
 
 @pytest.mark.parametrize("ways", [2, 5])
 def test_shapes_for_n_ways(ways):
-    net = build_model({**TINY, "ways": ways})
+    net = build({**TINY, "ways": ways})
     assert isinstance(net, MultiClassSDAANet)
     query, images, masks = episode(ways)
     label = torch.zeros(2, S, S, dtype=torch.int64)
@@ -39,20 +41,24 @@ def test_shapes_for_n_ways(ways):
     net.train()
     out = net(query, images, masks, label)
     assert out.logits.shape == (2, ways + 1, S, S)
-    assert all(torch.isfinite(t) and t.dim() == 0 for t in out[1:])
-    assert out.kd > 0 and out.saam > 0
+    assert all(torch.isfinite(t) and t.dim() == 0 for t in out.losses.values())
+    assert out.losses["kd"] > 0 and out.losses["saam"] > 0
     net.eval()
     assert net(query, images, masks).shape == (2, ways + 1, S, S)
     assert net.decoder.cls[-1].out_channels == ways + 1
 
 
 def test_two_way_model_on_a_query_holding_one_of_the_classes():
-    net = build_model({**TINY, "ways": 2}).train()
+    net = build({**TINY, "ways": 2}).train()
     query, images, masks = episode(2)
     label = torch.zeros(2, S, S, dtype=torch.int64)
     label[:, 20:50, 20:50] = 2  # only the second support's class is in the queries
     out = net(query, images, masks, label)
-    assert torch.isfinite(out.main) and torch.isfinite(out.kd) and out.kd > 0
+    assert (
+        torch.isfinite(out.losses["main"])
+        and torch.isfinite(out.losses["kd"])
+        and out.losses["kd"] > 0
+    )
     # KD averages over the classes present: class 1 (absent) adds no term
     kd_two = net._distill(net.down_query(net.backbone.mid(query)[1]), [torch.ones(2, 16, 1, 1)],
                           label, 1)  # fmt: skip
@@ -79,18 +85,19 @@ def test_per_class_metric_of_n_way_episodes_against_hand_counts():
 
 def test_one_batch_fit_and_test_in_multiclass_mode(tmp_path):
     cfg = compose_config(
-        ["debug=tiny", "data.ways=3", "model.multiclass=true", f"paths.output_dir={tmp_path}",
+        ["debug=tiny", "data.ways=3", "model=multiclass", f"paths.output_dir={tmp_path}",
          "test=true"]
     )  # fmt: skip
     metrics = run(cfg)
     assert 0 <= metrics["test/class_miou"] <= 1
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["hyper_parameters"]["model_cfg"]["ways"] == 3
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    network = ckpt["hyper_parameters"]["description"]["network"]
+    assert network["_target_"] == "sdaanet.models.MultiClassSDAANet" and network["ways"] == 3
     assert ckpt["state_dict"]["net.decoder.cls.3.weight"].shape[0] == 4  # N+1 channels
 
 
 def test_bad_multiclass_input_gives_clear_errors(tmp_path):
-    net = build_model({**TINY, "ways": 2}).train()
+    net = build({**TINY, "ways": 2}).train()
     query, images, masks = episode(2)
     label = torch.zeros(2, S, S, dtype=torch.int64)
     label[0, :10, :10] = 3
@@ -106,21 +113,25 @@ def test_bad_multiclass_input_gives_clear_errors(tmp_path):
         EpisodeDataset(src, [1, 2], 1, build_transform("val", 33), ways=2, index=index)
     with pytest.raises(ValueError, match=r"support_images must have shape \(B,N=2,K,3,H,W\)"):
         net(query, images[:, :1], masks[:, :1], label)
-    module = FewShotSegmentationModule(net, {}, n_test_classes=5)
+    module = FewShotSegmentationModule(net, n_test_classes=5)
     batch = {"class_id": torch.tensor([[3, 4], [2, 2]])}
     with pytest.raises(ValueError, match=r"episode 1 of the batch has two supports of the same"):
         module.check_episodes(batch)
-    cfg = compose_config(["debug=tiny", "data.ways=6", "model.multiclass=true"])
+    cfg = compose_config(["debug=tiny", "data.ways=6", "model=multiclass"])
     with pytest.raises(DataConfigError, match="ways=6 but fold 0 has only 5 novel classes"):
         build_datamodule(cfg)
-    with pytest.raises(ValueError, match="multi-class mode needs both model.multiclass=true"):
-        build_model({**TINY, "ways": 1})
-    with pytest.raises(ValueError, match="multi-class mode needs both"):
-        build_model({**TINY, "multiclass": False, "ways": 3})
+    with pytest.raises(ValueError, match="a multi-class model needs ways >= 2, got 1"):
+        build({**TINY, "ways": 1})
+    with pytest.raises(ConfigError, match=r"data.ways=3 needs the multi-class network: add model"):
+        check_config(compose_config(["debug=tiny", "data.ways=3"]))
+    with pytest.raises(
+        ConfigError, match=r"model=multiclass needs data.ways >= 2, got data.ways=1"
+    ):
+        check_config(compose_config(["debug=tiny", "model=multiclass"]))
 
 
 def test_class_evidence_ties_each_prior_and_attention_map_to_its_own_channel():
-    net = build_model({**TINY, "ways": 2})
+    net = build({**TINY, "ways": 2})
     with torch.no_grad():
         net.evidence.copy_(torch.tensor([2.0, 3.0]))  # (prior weight, attention weight)
     priors = [torch.full((1, 1, 2, 2), 0.2), torch.full((1, 1, 2, 2), 0.7)]

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.helpers.cli import exit_code
 
 from sdaanet import compose_config
-from sdaanet.checkpoint import CheckpointError, read_checkpoint
-from sdaanet.predict import PredictInputError, load_predictor, main, mask_labels, predict
+from sdaanet.checkpoint import read_checkpoint
+from sdaanet.errors import CheckpointError, PredictInputError
+from sdaanet.predict import load_predictor, main, mask_labels, predict
 from sdaanet.train import fit
 
 SIZE = 65  # conf/debug/tiny.yaml: data.train_size / val_size
@@ -50,10 +52,12 @@ def predictor(ckpt):
     return load_predictor(ckpt, "cpu")
 
 
-def _variant(ckpt: Path, path: Path, **model_cfg) -> Path:
-    """A copy of `ckpt` with `model_cfg` updated (the weights do not depend on the shot)."""
+def _variant(ckpt: Path, path: Path, **network) -> Path:
+    """A copy of `ckpt` with its network node updated (the weights do not depend on the shot)."""
     c = copy.deepcopy(read_checkpoint(ckpt))
-    c["hyper_parameters"]["model_cfg"].update(model_cfg)
+    description = c["hyper_parameters"]["description"]
+    description["network"].update(network)
+    description["shot"] = description["network"]["shot"]
     torch.save(c, path)
     return path
 
@@ -153,7 +157,7 @@ def test_k_shot_checkpoint_takes_exactly_k_supports(ckpt, predictor, files, tmp_
     with pytest.raises(PredictInputError, match="checkpoint is 1-shot, got 2 supports: pass"):
         predictor.predict([pair, pair], files["query"], size=SIZE)
     second = ["--support", str(files["support"]), str(files["mask"])]
-    assert main([*_args(ckpt, files, tmp_path / "out"), *second]) == 1
+    assert exit_code(main, [*_args(ckpt, files, tmp_path / "out"), *second]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: checkpoint is 1-shot, got 2 supports") and err.count("\n") == 1
     two = load_predictor(_variant(ckpt, tmp_path / "two.ckpt", shot=2))
@@ -243,6 +247,11 @@ def _bad(files: dict[str, Path], tmp_path: Path, case: str) -> tuple[dict[str, P
         f["support"] = tmp_path / "junk.jpg"
         f["support"].write_bytes(b"not an image at all")
         return f, r"cannot read support 1 image .*junk\.jpg"
+    if case == "truncated jpeg":
+        data = files["support"].read_bytes()
+        f["support"] = tmp_path / "cut.jpg"
+        f["support"].write_bytes(data[:-2])  # all but the end-of-image marker
+        return f, r"cannot read support 1 image .*cut\.jpg: truncated JPEG"
     data = files["query"].read_bytes()
     f["query"] = tmp_path / "cut.png"
     f["query"].write_bytes(data[: len(data) // 2])
@@ -250,7 +259,7 @@ def _bad(files: dict[str, Path], tmp_path: Path, case: str) -> tuple[dict[str, P
 
 
 BAD = ["size mismatch", "empty mask", "vanishing foreground", "missing query", "missing mask",
-       "not an image", "truncated"]  # fmt: skip
+       "not an image", "truncated", "truncated jpeg"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -258,8 +267,8 @@ def test_bad_inputs_name_the_file_in_one_line(predictor, ckpt, files, tmp_path, 
     f, pattern = _bad(files, tmp_path, case)
     with pytest.raises(PredictInputError, match=pattern):
         predictor.predict([(f["support"], f["mask"])], f["query"], size=SIZE)
-    if case in ("size mismatch", "truncated"):  # the CLI prints the same message
-        assert main(_args(ckpt, f, tmp_path / "out")) == 1
+    if case in ("size mismatch", "truncated", "truncated jpeg"):  # the CLI prints the same message
+        assert exit_code(main, _args(ckpt, f, tmp_path / "out")) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
         assert not (tmp_path / "out").exists()
@@ -272,7 +281,9 @@ def test_bad_checkpoints_sizes_and_devices(ckpt, files, tmp_path, monkeypatch):
     (tmp_path / "bad.ckpt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*bad\.ckpt"):
         predict(tmp_path / "bad.ckpt", pair, files["query"])
-    multi = _variant(ckpt, tmp_path / "multi.ckpt", multiclass=True, ways=2)
+    multi = _variant(
+        ckpt, tmp_path / "multi.ckpt", _target_="sdaanet.models.MultiClassSDAANet", ways=2
+    )
     with pytest.raises(CheckpointError, match=r"multi\.ckpt is a multi-class \(2-way\)"):
         load_predictor(multi)
     for size in (64, 72, 33):

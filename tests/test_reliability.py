@@ -15,7 +15,7 @@ import torch
 from sdaanet import compose_config
 from sdaanet.checkpoint import read_checkpoint
 from sdaanet.data.episodes import EpisodeDataset
-from sdaanet.lit import NonFiniteLossError
+from sdaanet.errors import NonFiniteLossError
 from sdaanet.train import fit, run
 
 TINY = ["debug=tiny", "data.num_workers=0"]
@@ -129,7 +129,7 @@ def test_a_demo_sized_run_opens_no_socket_to_a_non_local_address(tmp_path):
 
 
 def test_checkpoint_of_another_shot_or_architecture_or_truncated_names_the_file(tmp_path):
-    from sdaanet.checkpoint import CheckpointError, CheckpointMismatchError
+    from sdaanet.errors import CheckpointError, CheckpointMismatchError
 
     out = tmp_path / "run"
     fit(_cfg(out))

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from sdaanet import compose_config
-from sdaanet.checkpoint import CheckpointMismatchError, load_network_weights, read_checkpoint
+from sdaanet.checkpoint import load_network_weights, read_checkpoint
+from sdaanet.errors import CheckpointMismatchError
 from sdaanet.eval import run as run_eval
 from sdaanet.train import build_datamodule, build_module, build_trainer, fit, run
 
@@ -147,9 +148,10 @@ def test_train_without_data_fails_fast_with_one_line(tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1, proc.stderr
+    assert err[0].startswith("error: ")
     assert str(tmp_path / "pascal") in err[0] and "sdaanet-data pascal" in err[0]
     assert "Traceback" not in proc.stderr
 

@@ -9,8 +9,10 @@ import urllib.request
 
 import pytest
 import torch
+from tests.helpers.cli import exit_code
 
 from sdaanet import weights
+from sdaanet.errors import WeightsError
 from sdaanet.weights import ENV_CACHE, download, main, weights_path
 
 
@@ -48,7 +50,7 @@ def test_weights_path_cache_and_env(tmp_path, monkeypatch):
     assert weights_path("resnet101") == tmp_path / "env" / "resnet101-5d3b4d8f.pth"
     assert weights_path("vgg16_bn", tmp_path / "c") == tmp_path / "c" / "vgg16_bn-6c64b313.pth"
     assert weights_path("resnet50_deep", tmp_path) == tmp_path / "resnet50_v2.pth"
-    with pytest.raises(weights.WeightsError, match="unknown backbone"):
+    with pytest.raises(WeightsError, match="unknown backbone"):
         weights_path("resnet152")
 
 
@@ -57,7 +59,7 @@ def test_cached_file_is_not_downloaded(tmp_path, monkeypatch, capsys):
     path = weights_path("resnet18", tmp_path)
     path.write_bytes(b"cached")
     assert download("resnet18", tmp_path) == path
-    assert main(["resnet18", "--cache", str(tmp_path)]) == 0
+    assert exit_code(main, ["resnet18", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "already cached" in out and f"backbone.weights={path}" in out
 
@@ -74,7 +76,7 @@ def test_fake_download_is_verified_and_atomic(tmp_path, monkeypatch, capsys):
 
     urlopen, calls = fake_urlopen(payload, not_yet_renamed)
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    assert main(["resnet18", "--cache", str(tmp_path)]) == 0
+    assert exit_code(main, ["resnet18", "--cache", str(tmp_path)]) == 0
     assert calls and calls[0][0] == url and calls[0][1] is not None  # a timeout is set
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]  # no temp file left
     assert final.read_bytes() == payload
@@ -86,7 +88,7 @@ def test_fake_download_is_verified_and_atomic(tmp_path, monkeypatch, capsys):
 def test_hash_mismatch_deletes_the_download(tmp_path, monkeypatch, capsys):
     urlopen, _ = fake_urlopen(tiny_checkpoint())
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    assert main(["resnet34", "--cache", str(tmp_path)]) == 2
+    assert exit_code(main, ["resnet34", "--cache", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "SHA-256" in err and "b627a593" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
@@ -97,7 +99,7 @@ def test_not_a_checkpoint_is_rejected(tmp_path, monkeypatch):
     digest = hashlib.sha256(payload).hexdigest()
     monkeypatch.setitem(weights.URLS, "resnet18", f"https://x/resnet18-{digest[:8]}.pth")
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen(payload)[0])
-    with pytest.raises(weights.WeightsError, match="not a loadable checkpoint"):
+    with pytest.raises(WeightsError, match="not a loadable checkpoint"):
         download("resnet18", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -108,7 +110,7 @@ def test_offline_exits_2_and_leaves_nothing(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     cache = tmp_path / "cache"
-    assert main(["resnet50", "--cache", str(cache)]) == 2
+    assert exit_code(main, ["resnet50", "--cache", str(cache)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "https://download.pytorch.org/models/resnet50-19c8e357.pth" in err
@@ -121,7 +123,7 @@ def test_http_error_exits_2(tmp_path, monkeypatch, capsys):
         raise urllib.error.HTTPError(url, 403, "Forbidden", {}, None)
 
     monkeypatch.setattr(urllib.request, "urlopen", forbidden)
-    assert main(["vgg16_bn", "--cache", str(tmp_path)]) == 2
+    assert exit_code(main, ["vgg16_bn", "--cache", str(tmp_path)]) == 2
     assert "vgg16_bn-6c64b313.pth" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -129,7 +131,7 @@ def test_http_error_exits_2(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("name", ["resnet50_deep", "resnet101_deep"])
 def test_deep_stem_points_to_pfenet(tmp_path, monkeypatch, capsys, name):
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    assert main([name, "--cache", str(tmp_path)]) == 2
+    assert exit_code(main, [name, "--cache", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "PFENet" in err and "Google Drive" in err and err.count("\n") == 1
     assert f"{name.split('_')[0]}_v2.pth" in err

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sdaanet.checkpoint import description, summary
 from sdaanet.metrics import ClassMIoU, FBIoU, episode_counts
 
 
@@ -189,15 +190,12 @@ def per_class_table(records: Records, names: dict[int, str]) -> list[dict[str, A
 
 def protocol(checkpoint: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What a notebook's numbers were measured on: checkpoint architecture and data settings."""
-    hp = checkpoint.get("hyper_parameters", {})
-    model = hp.get("model_cfg", {})
-    backbone = model.get("backbone")
+    info = description(checkpoint, "<notebook checkpoint>")
     data = cfg.data
     return {
-        "model": model.get("name"),
-        "backbone": backbone.get("name") if isinstance(backbone, dict) else backbone,
-        "trained shot": model.get("shot"),
-        "selection": hp.get("selection"),
+        "network": summary(info["network"]),
+        "trained shot": info["shot"],
+        "selection": info["selection"],
         "global step": checkpoint.get("global_step"),
         "dataset": str(data._target_).rsplit(".", 1)[-1],
         "fold": data.fold,

@@ -17,14 +17,14 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sdaanet.models import build_model
+from sdaanet.checkpoint import build_network
+from sdaanet.io import atomic_write
 from sdaanet.runtime import apply_runtime, autocast, resolve_precision
 
 PAPER = {  # Table III, RTX 3090, 473x473, 1-shot
@@ -117,10 +117,8 @@ def measure(
     }
 
 
-def _build(model_cfg: dict[str, Any]) -> torch.nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # random backbone weights: speed only
-        return build_model(model_cfg)
+def _build(node: dict[str, Any]) -> torch.nn.Module:
+    return build_network(node)  # random backbone weights: speed only
 
 
 def _child() -> None:
@@ -164,10 +162,10 @@ def run_complexity(cfg: DictConfig) -> dict[str, Any]:
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if c.device == "auto" else c.device)
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    backbone = model.get("backbone", "resnet50")
-    backbone = {"name": backbone} if isinstance(backbone, str) else backbone
+    model.pop("ways", None)
+    backbone = model["backbone"]
     size, shot, batch = int(c.size), int(cfg.shot), int(c.batch)
-    model.update(backbone={**backbone, "weights": None}, multiclass=False, ways=1, shot=shot)
+    model.update(_target_="sdaanet.models.SDAANet", shot=shot)
     models = {
         "baseline": {**model, "sdpm": False, "saam": False},
         "sdaanet": {**model, "sdpm": True, "saam": True},
@@ -192,11 +190,7 @@ def run_complexity(cfg: DictConfig) -> dict[str, Any]:
         "results": rows,
         "paper_rtx3090": PAPER,
     }
-    out = Path(c.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(out)
+    out = atomic_write(c.out, json.dumps(record, indent=2) + "\n")
     mem = "GPU MiB" if cuda else "RSS MiB"
     print(
         f"\nTable III, {backbone['name']}, {size}x{size}, {shot}-shot, batch {batch} on "

@@ -42,7 +42,7 @@ def register_resolvers() -> None:
 
 
 def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
-    """Compose `sdaanet/conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main.
+    """Compose `conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main.
 
     Example: `compose_config(["data=pascal", "shot=5", "model.kshot_strategy=separate"])`.
     `paths.output_dir` is resolved once, so every later access sees the same directory.

@@ -1,22 +1,26 @@
 """Convert the authors' released SD-AANet / PFENet checkpoints into this package's format.
 
-``sdaanet-convert IN.pth OUT.ckpt [--source sdaanet|pfenet] [--ppm-scales 60 30 15 8]``
+    sdaanet-convert IN.pth OUT.ckpt [--source sdaanet|pfenet] [--ppm-scales 60 30 15 8] \\
+        [--trust-pickle]
+
+The input is read with ``torch.load(weights_only=True)``: a file that also pickles Python objects
+(e.g. an ``argparse.Namespace``) is refused unless ``--trust-pickle`` is given, since unpickling
+can run arbitrary code.
 
 The authors save ``model.state_dict()`` of a ``DataParallel`` model (keys ``module.*``),
 possibly inside ``{"state_dict": ..., "epoch": ..., "optimizer": ...}`` (digest 3). Their key
 prefixes map 1:1 onto ours (``AUTHORS_KEY_PREFIXES``). The architecture (model, backbone,
 reduce_dim, SDPM/SAAM switches, number of decoder bins) is inferred from the keys and shapes
-and recorded as ``hyper_parameters.model_cfg``; every key and shape is checked against the
-network that config builds, so a conversion is either complete or an error.
+and recorded as the checkpoint's network node (``hyper_parameters.description``); every key
+and shape is checked against the network that node builds, so a conversion is either complete
+or an error.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sdaanet.checkpoint import FORMAT, summary
+from sdaanet.cli import entry_point
+from sdaanet.errors import CheckpointError, ConfigError
+from sdaanet.io import atomic_write, load_torch
 from sdaanet.models import AUTHORS_KEY_PREFIXES
 
 SOURCES = ("sdaanet", "pfenet")
@@ -52,18 +60,20 @@ def _unwrap(checkpoint: Any) -> dict[str, Tensor]:
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"expected a state dict (a mapping), got {type(checkpoint).__name__}")
+        raise CheckpointError(f"expected a state dict (a mapping), got {type(checkpoint).__name__}")
     if not checkpoint:
-        raise ValueError("the checkpoint's state dict is empty")
+        raise CheckpointError("the checkpoint's state dict is empty")
     state: dict[str, Tensor] = {}
     for key, value in checkpoint.items():
         if not isinstance(key, str):
-            raise ValueError(f"state dict key {key!r} is not a string")
+            raise CheckpointError(f"state dict key {key!r} is not a string")
         if not isinstance(value, Tensor):
-            raise ValueError(f"state dict entry {key!r} is a {type(value).__name__}, not a tensor")
+            raise CheckpointError(
+                f"state dict entry {key!r} is a {type(value).__name__}, not a tensor"
+            )
         state[key.removeprefix("module.")] = value
     if any(k.startswith(PREFIX) for k in state):
-        raise ValueError(
+        raise CheckpointError(
             f"keys such as {next(k for k in state if k.startswith(PREFIX))!r} start with "
             f"{PREFIX!r}: this looks like an sdaanet checkpoint already (no conversion needed)"
         )
@@ -79,7 +89,7 @@ def _rename(key: str) -> str | None:
 
 def _require(state: Mapping[str, Tensor], key: str) -> Tensor:
     if key not in state:
-        raise ValueError(f"cannot infer the architecture: key {key!r} is missing")
+        raise CheckpointError(f"cannot infer the architecture: key {key!r} is missing")
     return state[key]
 
 
@@ -88,7 +98,7 @@ def _infer_backbone(state: Mapping[str, Tensor]) -> str:
     if "layer1.0.conv1.weight" not in state:  # VGG: layerN.i.weight/bias, no residual blocks
         if "layer0.0.bias" in state and _shape(stem) == (64, 3, 3, 3):
             return "vgg16_bn"
-        raise ValueError(
+        raise CheckpointError(
             "cannot infer the backbone: no 'layer1.0.conv1.weight' (ResNet) and layer0.0 is not "
             f"a VGG-16-bn conv (shape {_shape(stem)})"
         )
@@ -98,17 +108,17 @@ def _infer_backbone(state: Mapping[str, Tensor]) -> str:
     name = _RESNETS.get((bottleneck, n3))
     if name is None:
         kind = "bottleneck" if bottleneck else "basic-block"
-        raise ValueError(f"cannot infer the backbone: {kind} ResNet with {n3} layer3 blocks")
+        raise CheckpointError(f"cannot infer the backbone: {kind} ResNet with {n3} layer3 blocks")
     deep = "layer0.3.weight" in state or "layer0.6.weight" in state
     if deep:
         if not bottleneck or _shape(stem) != (64, 3, 3, 3) or "layer0.6.weight" not in state:
-            raise ValueError(
+            raise CheckpointError(
                 f"cannot infer the backbone: unexpected deep stem (layer0.0.weight {_shape(stem)}, "
                 f"layer0.3 {'layer0.3.weight' in state}, layer0.6 {'layer0.6.weight' in state})"
             )
         return f"{name}_deep"
     if _shape(stem) != (64, 3, 7, 7):
-        raise ValueError(
+        raise CheckpointError(
             f"cannot infer the backbone: layer0.0.weight {_shape(stem)} is neither the "
             "torchvision 7x7 stem (64x3x7x7) nor a deep stem (64x3x3x3 with layer0.3/layer0.6)"
         )
@@ -133,7 +143,7 @@ def infer_architecture(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
         f"(reduce_dim {reduce_dim}: {2 * reduce_dim + 1} = PFENet, {2 * reduce_dim + 2} = SD-AANet)"
     )
     if merge_in != 2 * reduce_dim + 1 + int(saam):
-        raise ValueError(f"inconsistent checkpoint: {evidence}")
+        raise CheckpointError(f"inconsistent checkpoint: {evidence}")
     return {
         "name": name,
         "backbone": backbone,
@@ -145,32 +155,30 @@ def infer_architecture(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     }
 
 
-def _model_cfg(arch: Mapping[str, Any], ppm_scales: Sequence[float], shot: int) -> dict[str, Any]:
+def _network(arch: Mapping[str, Any], ppm_scales: Sequence[float], shot: int) -> dict[str, Any]:
+    """The network node (``conf/model``) of the inferred architecture."""
     from omegaconf import OmegaConf
 
     from sdaanet.config import compose_config
 
     cfg = compose_config([f"model={arch['name']}", f"backbone={arch['backbone']}"])
-    model: dict[str, Any] = OmegaConf.to_container(cfg.model, resolve=True)  # type: ignore[assignment]
-    model.update(
-        name=arch["name"],
+    node: dict[str, Any] = OmegaConf.to_container(cfg.model, resolve=True)  # type: ignore[assignment]
+    node.update(
         shot=int(shot),
         ppm_scales=[int(s) if isinstance(s, int) else float(s) for s in ppm_scales],
         reduce_dim=int(arch["reduce_dim"]),
         sdpm=bool(arch["sdpm"]),
         saam=bool(arch["saam"]),
     )
-    model["backbone"] = {**dict(model["backbone"]), "name": arch["backbone"], "weights": None}
-    return model
+    return node
 
 
-def _expected_state(model_cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the network ``model_cfg`` builds (on the meta device, no weights)."""
-    from sdaanet.models import build_model
+def _expected_state(network: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the network node's state dict (built on the meta device, no weights)."""
+    from sdaanet.checkpoint import build_network
 
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")  # "backbone has RANDOM weights"
-        net = build_model(dict(model_cfg))
+    with torch.device("meta"):
+        net = build_network(network)
     return {k: _shape(v) for k, v in net.state_dict().items()}
 
 
@@ -189,41 +197,44 @@ def convert_authors_checkpoint(
         source: ``"sdaanet"`` or ``"pfenet"``; must agree with the keys (``None``: inferred).
         ppm_scales: decoder bins (default PASCAL's [60, 30, 15, 8]); their number must match
             the checkpoint's ``init_merge`` heads. COCO models use [1.0, 0.5, 0.25, 0.125].
-        shot: recorded in ``model_cfg`` (the weights do not depend on it).
+        shot: recorded in the description (the weights do not depend on it).
         n_test_classes: recorded in ``hyper_parameters`` (5 for PASCAL-5i, 20 for COCO-20i).
 
-    Raises ValueError for unknown keys, keys missing or mis-shaped against the network the
-    inferred config builds, or a ``source`` the keys contradict. Tensors are not copied.
+    Raises CheckpointError (a ValueError) for unknown keys, keys missing or mis-shaped against
+    the network the inferred config builds, or a ``source`` the keys contradict. Tensors are not
+    copied.
     """
     if source is not None and source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        raise ConfigError(f"source must be one of {SOURCES}, got {source!r}")
     state = _unwrap(state_dict)
     unknown = sorted(k for k in state if _rename(k) is None)
     if unknown:
-        raise ValueError(
+        raise CheckpointError(
             f"{len(unknown)} unknown key(s) (not an SD-AANet/PFENet checkpoint?): {_head(unknown)}"
         )
     arch = infer_architecture(state)
     if source is not None and source != arch["name"]:
-        raise ValueError(f"source={source!r} but the keys say {arch['name']!r}: {arch['evidence']}")
+        raise CheckpointError(
+            f"source={source!r} but the keys say {arch['name']!r}: {arch['evidence']}"
+        )
     scales = list(PASCAL_PPM_SCALES if ppm_scales is None else ppm_scales)
     if len(scales) != arch["n_bins"]:
-        raise ValueError(
+        raise CheckpointError(
             f"the checkpoint has {arch['n_bins']} decoder bins (init_merge.0..{arch['n_bins'] - 1})"
             f" but ppm_scales={scales} has {len(scales)}: pass matching ppm_scales"
         )
-    model_cfg = _model_cfg(arch, scales, shot)
+    network = _network(arch, scales, shot)
     converted = {PREFIX + str(_rename(k)): v for k, v in state.items()}
-    expected = {PREFIX + k: s for k, s in _expected_state(model_cfg).items()}
+    expected = {PREFIX + k: s for k, s in _expected_state(network).items()}
     missing = sorted(set(expected) - set(converted))
     if missing:
-        raise ValueError(
+        raise CheckpointError(
             f"{len(missing)} key(s) of model={arch['name']} backbone={arch['backbone']} are "
             f"missing from the checkpoint: {_head(missing)}"
         )
     extra = sorted(set(converted) - set(expected))
     if extra:
-        raise ValueError(
+        raise CheckpointError(
             f"{len(extra)} key(s) have no place in model={arch['name']} "
             f"backbone={arch['backbone']}: {_head(extra)}"
         )
@@ -233,81 +244,48 @@ def convert_authors_checkpoint(
         if _shape(converted[k]) != expected[k]
     ]
     if bad:
-        raise ValueError(f"{len(bad)} shape mismatch(es): {'; '.join(bad[:5])}")
+        raise CheckpointError(f"{len(bad)} shape mismatch(es): {'; '.join(bad[:5])}")
     return {
         "state_dict": converted,
-        "hyper_parameters": {"model_cfg": model_cfg, "n_test_classes": int(n_test_classes)},
+        "hyper_parameters": {
+            "description": {
+                "format": FORMAT,
+                "network": network,
+                "shot": int(shot),
+                "input_size": None,
+                "data": None,
+                "selection": "novel",
+            },
+            "n_test_classes": int(n_test_classes),
+        },
         "sdaanet_converted_from": source or arch["name"],
     }
 
 
-def eval_command(path: str | Path, model_cfg: Mapping[str, Any]) -> str:
-    """The ``sdaanet-eval`` command line that builds the network of ``model_cfg``."""
-    name = model_cfg["name"]
-    backbone = model_cfg["backbone"]
-    backbone = backbone["name"] if isinstance(backbone, Mapping) else backbone
-    scales = tuple(float(s) for s in model_cfg["ppm_scales"])
+def eval_command(path: str | Path, network: Mapping[str, Any]) -> str:
+    """The ``sdaanet-eval`` command line for a converted checkpoint: the network comes from the
+    checkpoint; the dataset follows from its decoder bins (COCO's fractions, else PASCAL)."""
+    scales = tuple(float(s) for s in network["ppm_scales"])
     data = "coco" if scales == COCO_PPM_SCALES else "pascal"
-    parts = ["sdaanet-eval", f"ckpt_path={path}", f"model={name}", f"backbone={backbone}"]
-    parts.append(f"data={data}")
-    if scales not in (PASCAL_PPM_SCALES, COCO_PPM_SCALES):
-        parts.append("model.ppm_scales=[" + ",".join(f"{s:g}" for s in scales) + "]")
-    if int(model_cfg["reduce_dim"]) != 256:
-        parts.append(f"model.reduce_dim={int(model_cfg['reduce_dim'])}")
-    if name == "sdaanet":
-        parts += [f"model.{m}=false" for m in ("sdpm", "saam") if not model_cfg[m]]
-    return " ".join(parts)
+    return f"sdaanet-eval ckpt_path={path} data={data}"
 
 
-def _reason(exc: BaseException) -> str:
-    """One informative line of a ``torch.load`` error."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    if lines and lines[0].lower().startswith("weights only load failed"):
-        hits = [ln for ln in lines if ln.lower().startswith("unsupported")]
-        return f"not a PyTorch checkpoint ({hits[0] if hits else type(exc).__name__})"
-    return lines[0] if lines else type(exc).__name__
-
-
-def load_authors_file(path: str | Path) -> Any:
-    """``torch.load`` on CPU, ``weights_only=True`` unless the file needs full unpickling."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"input checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        text = str(exc).lower()  # a pickled class (e.g. argparse.Namespace) vs. a broken file
-        if "unsupported global" not in text and "can still be loaded" not in text:
-            raise ValueError(f"cannot read {path}: {_reason(exc)}") from exc
-    warnings.warn(
-        f"{path} cannot be loaded with weights_only=True; loading it with full unpickling "
-        "(only do this for files you trust)",
-        UserWarning,
-        stacklevel=2,
+def load_authors_file(path: str | Path, trust_pickle: bool = False) -> Any:
+    """``torch.load`` on CPU: tensors and plain containers only, unless ``trust_pickle`` allows
+    full unpickling (the authors' files may pickle e.g. an ``argparse.Namespace``), which can
+    run arbitrary code."""
+    return load_torch(
+        path,
+        f"input checkpoint {path}",
+        trust_pickle=trust_pickle,
+        pickle_hint="pass --trust-pickle to load it anyway, only if you trust its source",
     )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"cannot read {path}: {_reason(exc)}") from exc
 
 
-def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> None:
-    """``torch.save`` to ``<path>.tmp`` then rename, so no truncated file is ever left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(dict(checkpoint), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """``sdaanet-convert IN.pth OUT.ckpt [--source sdaanet|pfenet] [--ppm-scales ...]``."""
+    """``sdaanet-convert IN.pth OUT.ckpt [--source sdaanet|pfenet] [--ppm-scales ...]
+    [--trust-pickle]``."""
     parser = argparse.ArgumentParser(
         prog="sdaanet-convert",
         description="Convert the authors' SD-AANet/PFENet checkpoint into an sdaanet checkpoint.",
@@ -323,27 +301,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="decoder bins (default PASCAL 60 30 15 8; COCO models: 1.0 0.5 0.25 0.125)",
     )
     parser.add_argument("--shot", type=int, default=1, help="shot recorded in model_cfg")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also load input files that hold pickled Python objects (weights_only=False): "
+        "unpickling can run arbitrary code, so only use it for files from a trusted source",
+    )
     args = parser.parse_args(argv)
+    scales = args.ppm_scales
+    coco = scales is not None and tuple(scales) == COCO_PPM_SCALES
+    ckpt = convert_authors_checkpoint(
+        load_authors_file(args.input, args.trust_pickle),
+        args.source,
+        ppm_scales=scales,
+        shot=args.shot,
+        n_test_classes=20 if coco else 5,
+    )
     try:
-        scales = args.ppm_scales
-        coco = scales is not None and tuple(scales) == COCO_PPM_SCALES
-        ckpt = convert_authors_checkpoint(
-            load_authors_file(args.input),
-            args.source,
-            ppm_scales=scales,
-            shot=args.shot,
-            n_test_classes=20 if coco else 5,
-        )
-        save_atomic(ckpt, args.output)
-    except (ValueError, OSError) as exc:
-        msg = " ".join(str(exc).split())
-        print(f"sdaanet-convert: error: {msg}", file=sys.stderr)
-        return 2
-    cfg = ckpt["hyper_parameters"]["model_cfg"]
+        atomic_write(args.output, lambda f: torch.save(ckpt, f))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {args.output}: {exc}") from exc
+    network = ckpt["hyper_parameters"]["description"]["network"]
     print(
-        f"converted {ckpt['sdaanet_converted_from']} checkpoint (model={cfg['name']} "
-        f"backbone={cfg['backbone']['name']}) to {args.output}; evaluate with: "
-        f"{eval_command(args.output, cfg)}"
+        f"converted {ckpt['sdaanet_converted_from']} checkpoint ({summary(network)}) to "
+        f"{args.output}; evaluate with: {eval_command(args.output, network)}"
     )
     return 0
 

@@ -27,9 +27,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from sdaanet.checkpoint import load_network_weights, read_checkpoint
+from sdaanet.cli import entry_point
 from sdaanet.config import compose_config
 from sdaanet.data.episodes import EpisodeDataset
-from sdaanet.data.sources import DataNotFoundError
+from sdaanet.io import atomic_write
 from sdaanet.metrics import ClassMIoU, FBIoU, foreground
 from sdaanet.predict import load_predictor, save_outputs
 from sdaanet.pretrain import pretrain_backbone
@@ -138,9 +139,7 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
         "predict_overlay_png": None if example is None else str(example),
         "seconds": round(time.time() - start, 1),
     }
-    tmp = out / "demo_results.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "demo_results.json")
+    atomic_write(out / "demo_results.json", json.dumps(summary, indent=2))
     mode = f"{cfg.data.ways}-way multi-class" if multiclass else "binary"
     print(f"\nSD-AANet demo ({mode}), fold {cfg.data.fold}, {cfg.shot}-shot, novel classes ({n}):")
     for name, m in results.items():
@@ -153,14 +152,12 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
     return summary
 
 
+@entry_point
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     args = sys.argv[1:]
     experiment = "demo_multiclass" if "--multiclass" in args else "demo"
-    try:
-        run([a for a in args if a != "--multiclass"], experiment)
-    except DataNotFoundError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    run([a for a in args if a != "--multiclass"], experiment)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,12 @@ class-mIoU, FB-IoU and the per-class IoU, with the protocol that produced them. 
 `metrics.json` in the run directory and, as `<checkpoint>-<tag>.json/.csv`, into `eval/` next to
 the checkpoint's run.
 
-Label modes (`eval.label_mode`; the data config's validation settings are overridden):
+With only `ckpt_path=` given, the checkpoint is evaluated as it was trained: its network, shot
+and data settings come from the checkpoint (one printed line says so); `data=...`,
+`experiment=...` or `data.<key>=...` on the command line win for the data, and an override that
+contradicts the stored network is refused, naming both values.
+
+Label modes (the `label_mode` group; they override the data's validation settings):
 
 - `data`: as the data config says (for PASCAL/COCO that is the authors' mode).
 - `authors`: inputs warped to 473x473, scored on the warped label (digest §5).
@@ -25,35 +30,107 @@ import csv
 import json
 import logging
 import statistics
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sdaanet.checkpoint import CheckpointError, load_compatible, read_checkpoint
+from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint, summary
+from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, register_resolvers
-from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
+from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
+from sdaanet.io import atomic_open, atomic_write
 from sdaanet.train import build_datamodule, build_module, build_trainer
+from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
 
-LABEL_MODES: dict[str, dict[str, Any]] = {
-    "data": {},
-    "authors": {"val_transform": "val", "val_size": 473, "return_raw_label": False},
-    "paper": {"val_transform": "val_paper", "val_size": 321, "return_raw_label": True},
-    "resized473": {"val_transform": "val_paper", "val_size": 473, "return_raw_label": False},
-}
+TRAINING_ONLY = {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "dropout"}
+BACKBONE_TRAINING_ONLY = {"weights", "freeze_bn"}
 
 
 def apply_label_mode(cfg: DictConfig) -> None:
-    """Set `cfg.data`'s validation settings for `cfg.eval.label_mode`."""
-    mode = cfg.eval.label_mode
-    if mode not in LABEL_MODES:
-        raise DataConfigError(f"eval.label_mode must be one of {sorted(LABEL_MODES)}, got {mode!r}")
-    for key, value in LABEL_MODES[mode].items():
+    """Set `cfg.data`'s validation settings for the selected `label_mode` group option."""
+    for key, value in cfg.label_mode.data.items():
         OmegaConf.update(cfg, f"data.{key}", value)
+
+
+def _keys(overrides: Sequence[str]) -> list[str]:
+    """`data.val_size` for `data.val_size=97`, `+x=1` -> `x`."""
+    return [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
+
+
+def _differences(composed: Any, stored: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    """(key, configured, stored) for every architecture key that differs."""
+    if isinstance(composed, dict) and isinstance(stored, dict):
+        out = []
+        for key in sorted(set(composed) | set(stored)):
+            if prefix == "model" and key in TRAINING_ONLY:
+                continue
+            if prefix == "model.backbone" and key in BACKBONE_TRAINING_ONLY:
+                continue
+            out += _differences(composed.get(key), stored.get(key), f"{prefix}.{key}")
+        return out
+    same = composed == stored or (
+        isinstance(composed, list | tuple)
+        and isinstance(stored, list | tuple)
+        and [float(x) for x in composed] == [float(x) for x in stored]
+    )
+    return [] if same else [(prefix, composed, stored)]
+
+
+def from_checkpoint(
+    cfg: DictConfig, info: dict[str, Any], path: str, overrides: Sequence[str] | None
+) -> str:
+    """Set `cfg`'s network, shot and (unless the command line chose them) data settings from the
+    checkpoint's description; returns the line that says what was taken. `overrides` are the
+    command-line overrides (None: every setting of `cfg` is explicit, the data included)."""
+    keys = _keys(overrides) if overrides is not None else None
+    if int(cfg.shot) != int(info["shot"]) and (keys is None or "shot" in keys):
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was trained {info['shot']}-shot but shot={cfg.shot} is "
+            f"configured: pass shot={info['shot']}, or a {cfg.shot}-shot checkpoint"
+        )
+    composed = OmegaConf.to_container(cfg.model, resolve=True)
+    arch_keys = ("model", "backbone", "experiment")
+    for key, configured, stored in _differences(composed, info["network"], "model"):
+        short = key.removeprefix("model.")
+        named = keys is None or any(
+            k in arch_keys or k == key or k == short or key.startswith(f"{k}.") for k in keys
+        )
+        if named:
+            raise CheckpointMismatchError(
+                f"{key.replace('model.backbone', 'backbone')}={configured} contradicts checkpoint "
+                f"{path}, which holds {stored}: drop the override, or pass a checkpoint trained "
+                "with it"
+            )
+    with open_dict(cfg):
+        cfg.model = info["network"]
+        cfg.backbone = info["network"].get("backbone")
+        cfg.shot = int(info["shot"])
+    took = f"network {summary(info['network'])}, {info['shot']}-shot"
+    data_chosen = keys is None or any(k in ("data", "experiment") for k in keys)
+    if info["data"] is None:
+        took += "; data from the configuration (this checkpoint's format records none)"
+    elif data_chosen:
+        took += "; data from the configuration (chosen on the command line)"
+    else:
+        data = OmegaConf.create(info["data"])
+        named = [k for k in keys if k.startswith("data.")]
+        for key in named:
+            OmegaConf.update(
+                data, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True
+            )
+        with open_dict(cfg):
+            cfg.data = data
+        took += f"; data {data.get('_target_', '?').rsplit('.', 1)[-1]} fold {data.fold}"
+        took += f" as trained{' except ' + ', '.join(named) if named else ''}"
+    return f"from checkpoint {path}: {took}"
 
 
 def output_dir_of(checkpoint: Path) -> Path:
@@ -81,10 +158,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _write(record: dict[str, Any], json_path: Path, csv_path: Path | None = None) -> None:
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(json_path)
+    atomic_write(json_path, json.dumps(record, indent=2) + "\n")
     if csv_path is None:
         return
     names = record["classes"]
@@ -94,10 +168,8 @@ def _write(record: dict[str, Any], json_path: Path, csv_path: Path | None = None
         rows.append(
             [key, s["class_miou"][key], s["fbiou"][key], *(c[key] for c in s["per_class_iou"])]
         )
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         csv.writer(f).writerows([["seed", "class_miou", "fbiou", *names], *rows])
-    tmp.replace(csv_path)
 
 
 def _print(record: dict[str, Any]) -> None:
@@ -119,20 +191,33 @@ def _print(record: dict[str, Any]) -> None:
     print(f"  per class: {per_class}")
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Test `cfg.ckpt_path` over `cfg.eval.seeds`; returns the mean metrics, writes the record."""
+def _header(datamodule: Any, cfg: DictConfig, seeds: list[int]) -> str:
+    return (
+        f"evaluating {datamodule.name} fold {datamodule.fold}, {datamodule.shot}-shot, "
+        f"{datamodule.val_episodes} episodes x {len(seeds)} seeds {seeds}, input "
+        f"{datamodule.val_size} px ({datamodule.val_transform}), label mode {cfg.label_mode.name}"
+    )
+
+
+def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, float]:
+    """Test `cfg.ckpt_path` over `cfg.eval.seeds`; returns the mean metrics, writes the record.
+
+    `overrides`: the command line's (see `from_checkpoint`); None takes `cfg` as explicit."""
     if not cfg.get("ckpt_path"):
         raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
+    check_config(cfg)
     checkpoint = read_checkpoint(cfg.ckpt_path)  # missing or corrupt: fails before data work
+    net, info = network_from_checkpoint(cfg.ckpt_path, checkpoint)
+    print(from_checkpoint(cfg, info, str(cfg.ckpt_path), overrides))
     apply_label_mode(cfg)
-    datamodule = build_datamodule(cfg, stage="test")
-    score_original = cfg.eval.label_mode == "paper"
-    multiscale = list(cfg.eval.multiscale or [])
-    module = build_module(cfg, datamodule, score_original=score_original, multiscale=multiscale)
-    load_compatible(module.net, checkpoint, cfg.ckpt_path, cfg.shot)
     seeds = [int(s) for s in cfg.eval.seeds]
-    if not seeds:
-        raise DataConfigError("eval.seeds is empty; give at least one, e.g. eval.seeds=[321]")
+    datamodule = build_datamodule(cfg, stage="test")
+    score_original = bool(cfg.label_mode.score_original)
+    multiscale = list(cfg.eval.multiscale or [])
+    module = build_module(
+        cfg, datamodule, net=net, score_original=score_original, multiscale=multiscale
+    )
+    print(_header(datamodule, cfg, seeds))
     per_seed = []
     trainer = None
     for seed in seeds:
@@ -153,12 +238,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "seeds": seeds,
             "input_size": datamodule.val_size,
             "val_transform": datamodule.val_transform,
-            "label_mode": cfg.eval.label_mode,
+            "label_mode": cfg.label_mode.name,
             "scored_on": "original label size" if score_original else "transformed label",
             "multiscale": multiscale or None,
-            "checkpoint_selected_on": checkpoint.get("hyper_parameters", {}).get(
-                "selection", "novel"
-            ),
+            "checkpoint_selected_on": info["selection"],
         },
         "classes": [datamodule.class_names.get(c, str(c)) for c in test_classes],
         "class_ids": test_classes,
@@ -166,17 +249,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "summary": summarise(per_seed),
     }
     if trainer is None or trainer.is_global_zero:
-        _write(record, Path(cfg.paths.output_dir) / "metrics.json")
+        written = [Path(cfg.paths.output_dir) / "metrics.json"]
+        _write(record, written[0])
         p = record["protocol"]
         tag = f"{Path(cfg.ckpt_path).stem}-{p['dataset']}-fold{p['fold']}-{p['shot']}shot-"
         tag += f"{p['label_mode']}{'-multiscale' if multiscale else ''}"
         out = output_dir_of(Path(cfg.ckpt_path))
         try:
             _write(record, out / f"{tag}.json", out / f"{tag}.csv")
-            log.info("wrote %s.json/.csv in %s", tag, out)
+            written += [out / f"{tag}.json", out / f"{tag}.csv"]
         except OSError as err:
             log.warning("could not write next to the checkpoint (%s); see metrics.json", err)
         _print(record)
+        print(f"evaluated {cfg.ckpt_path}; wrote {', '.join(str(w) for w in written)}")
     s = record["summary"]
     return {
         "test/class_miou": s["class_miou"]["mean"],
@@ -186,23 +271,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@entry_point
 def _hydra_main(cfg: DictConfig) -> float | None:
-    try:
-        if cfg.mode == "complexity":
-            from sdaanet.complexity import run_complexity
+    if cfg.mode == "complexity":
+        from sdaanet.complexity import run_complexity
 
-            run_complexity(cfg)
-            return None
-        if cfg.mode != "test":
-            raise DataConfigError(f"mode must be 'test' or 'complexity', got {cfg.mode!r}")
-        metrics = run(cfg)
-    except (DataNotFoundError, DataError, DataConfigError, CheckpointError) as exc:
-        raise SystemExit(f"error: {one_line(exc)}") from None
-    return metrics.get("test/class_miou")
+        run_complexity(cfg)
+        return None
+    if cfg.mode != "test":
+        raise ConfigError(f"mode must be 'test' or 'complexity', got {cfg.mode!r}")
+    return run(cfg, list(HydraConfig.get().overrides.task)).get("test/class_miou")
 
 
 def main() -> None:
     register_resolvers()
+    entry_point(precheck)("eval", sys.argv[1:])  # one line, before Hydra makes a run folder
     _hydra_main()
 
 

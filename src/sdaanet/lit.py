@@ -1,9 +1,10 @@
-"""LightningModule: the network, the loss of Eq. 12 (+ the authors' auxiliary heads), SGD with
-per-iteration poly decay, and episodic validation/test metrics."""
+"""LightningModule: any network that returns logits and named loss terms, the terms weighted by
+the network's configured `loss_weights`, optimiser and schedule from config, and the episodic
+validation/test metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -11,108 +12,74 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdaanet.errors import NonFiniteLossError
 from sdaanet.metrics import ClassMIoU, FBIoU
+from sdaanet.models.inference import inference
 
-LOSS_TERMS = ("main", "aux", "kd", "saam")
 
+class PolyLR(torch.optim.lr_scheduler.LambdaLR):
+    """Per-iteration poly decay: lr_i = lr * (1 - (i+1)/max_iter)^power (D17)."""
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite during training."""
+    def __init__(self, optimizer: torch.optim.Optimizer, max_iter: int, power: float) -> None:
+        def factor(step: int) -> float:
+            return max(1.0 - (step + 1) / max_iter, 0.0) ** power
+
+        super().__init__(optimizer, factor)
 
 
 class FewShotSegmentationModule(L.LightningModule):
-    """Trains any network that follows docs/interfaces.md.
+    """Trains and evaluates any network of docs/extending.md.
 
-    L = CE + aux_weight * mean(aux CE) + alpha * L_KD + beta * L_SAAM (Eq. 12 plus D13).
-    `model_cfg` is stored in the checkpoint so a checkpoint names the architecture it holds.
+    Training: the network (train mode, with the query mask) returns ``.logits`` and ``.losses``
+    (a dict of named terms); the loss is sum_t w_t * term_t with ``net.loss_weights`` (1 for a
+    term it does not list). For SD-AANet that is Eq. 12 plus D13:
+    CE + aux_weight * aux + alpha * L_KD + beta * L_SAAM.
+
+    `optimizer(params)` and `scheduler(optimizer, max_iter=...)` are the config's partials
+    (``conf/optimizer``, ``conf/scheduler``). `description` (the network node, shot, input size
+    and data settings, ``sdaanet.checkpoint.describe``) is stored in every checkpoint.
 
     Evaluation: `n_val_classes` (default `n_test_classes`) sizes the validation metric, which
     differs when checkpoints are selected on held-out base-class episodes (`selection="base"`).
     `score_original` scores at the original label size (batches carry `raw_query_mask`); the
     prediction's image region (`raw_valid`) is resized bilinearly to it. `multiscale` (Table V):
-    the network also runs on the inputs resized to each listed side and the softmax outputs,
-    resized to the input size, are summed. `input_size` (the evaluation side) is only recorded,
-    so that `sdaanet-predict` runs a checkpoint at the size it was evaluated at.
+    `sdaanet.models.inference.MultiScale` over the listed sides.
     """
 
     def __init__(
         self,
         net: nn.Module,
-        model_cfg: dict[str, Any],
         n_test_classes: int,
-        name: str = "sgd",
-        lr: float = 0.025,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        poly_power: float = 0.9,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        description: Mapping[str, Any] | None = None,
         n_val_classes: int | None = None,
         selection: str = "novel",
         score_original: bool = False,
         multiscale: Sequence[int] | None = None,
-        input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if name not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer.name must be 'sgd' (the paper's) or 'adamw', got {name!r}")
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
-        self.weights = {
-            "main": 1.0,
-            "aux": float(model_cfg.get("aux_weight", 1.0)),
-            "kd": float(model_cfg.get("alpha", 50.0)),
-            "saam": float(model_cfg.get("beta", 0.5)),
-        }
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_weights = {k: float(v) for k, v in getattr(net, "loss_weights", {}).items()}
         self.score_original = bool(score_original)
-        self.multiscale = tuple(int(s) for s in multiscale) if multiscale else ()
+        self.multiscale = tuple(int(side) for side in multiscale or ())
         self.val_miou = ClassMIoU(n_val_classes or n_test_classes)
         self.val_fbiou = FBIoU()
         self.test_miou = ClassMIoU(n_test_classes)
         self.test_fbiou = FBIoU()
         self.test_results: dict[str, Any] = {}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store torch's RNG states (dropout draws from them; the episodes and augmentations
-        are seeded per episode), so a resumed run goes on exactly as an uninterrupted one."""
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
-        if not states:  # checkpoints written before the RNG states were stored
-            return
-        torch.set_rng_state(states["torch"])
-        if states["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
-
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """Logits (B, 2, H, W) for an episode batch; never reads the query mask."""
+        """Logits (B, C, H, W) for an episode batch; never reads the query mask."""
         return self.net(batch["query_image"], batch["support_images"], batch["support_masks"])
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
-        """Scores (B, C, H, W) whose argmax is the prediction: the logits, or with `multiscale`
-        the sum of the softmax outputs of every scale, each resized to the input size (Table V)."""
-        if not self.multiscale:
-            return self(batch)
-        query, images, masks = batch["query_image"], batch["support_images"], batch["support_masks"]
-        size = query.shape[-2:]
-        total = 0
-        for side in self.multiscale:
-            if (side, side) == tuple(size):
-                scores = self.net(query, images, masks)
-            else:
-                resize = (side, side)
-                scores = self.net(
-                    F.interpolate(query, resize, mode="bilinear", align_corners=True),
-                    F.interpolate(
-                        images.flatten(0, 1), resize, mode="bilinear", align_corners=True
-                    ).unflatten(0, images.shape[:2]),
-                    F.interpolate(masks.float(), resize, mode="nearest").long(),
-                )
-                scores = F.interpolate(scores, size, mode="bilinear", align_corners=True)
-            total = total + scores.softmax(1)
-        return total
+        """Scores (B, C, H, W) whose argmax is the prediction (the inference policy's output)."""
+        infer = inference(self.net, self.multiscale)
+        return infer(batch["query_image"], batch["support_images"], batch["support_masks"])
 
     @staticmethod
     def check_episodes(batch: dict[str, Tensor]) -> None:
@@ -135,9 +102,9 @@ class FewShotSegmentationModule(L.LightningModule):
             batch["support_masks"],
             batch["query_mask"],
         )
-        terms = {name: getattr(out, name) for name in LOSS_TERMS}
+        terms = out.losses
         self._check_finite(terms, batch)
-        loss = sum(self.weights[name] * value for name, value in terms.items())
+        loss = sum(self.loss_weights.get(name, 1.0) * value for name, value in terms.items())
         bs = batch["query_image"].shape[0]
         for name, value in terms.items():
             self.log(f"train/loss_{name}", value, batch_size=bs)
@@ -204,26 +171,16 @@ class FewShotSegmentationModule(L.LightningModule):
         self.test_fbiou.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """SGD over the non-backbone parameters; lr_i = lr * (1 - (i+1)/max_iter)^power (D17).
-
-        `name="adamw"` (betas (momentum, 0.999)) converges in fewer steps: the CPU demo uses it.
-        """
-        hp = self.hparams
-        params = [p for p in self.net.learnable_parameters() if p.requires_grad]
-        if hp.name == "adamw":
-            optimizer = torch.optim.AdamW(
-                params, lr=hp.lr, betas=(hp.momentum, 0.999), weight_decay=hp.weight_decay
-            )
-        else:
-            optimizer = torch.optim.SGD(
-                params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
+        """The configured optimiser over the network's learnable parameters (outside the frozen
+        backbone), and the configured schedule stepped every iteration."""
+        if self.optimizer_factory is None:
+            raise RuntimeError("no optimizer configured: pass optimizer=<partial> to train")
+        learnable = getattr(self.net, "learnable_parameters", self.net.parameters)
+        optimizer = self.optimizer_factory([p for p in learnable() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
         max_iter = max(int(self.trainer.estimated_stepping_batches), 1)
-
-        def poly(step: int) -> float:
-            return max(1.0 - (step + 1) / max_iter, 0.0) ** hp.poly_power
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+        scheduler = self.scheduler_factory(optimizer, max_iter=max_iter)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},

@@ -19,12 +19,14 @@ the authors' test transform; the logits are resized bilinearly to the query's si
 argmax. `size` defaults to the checkpoint's `input_size` if it records one, else 473; it must be
 >= 65 with (size - 1) % 8 == 0 (65, 321, 417, 473, ...).
 
-Inputs are file paths, numpy arrays or PIL images. Files are read with PIL as stored (EXIF
-orientation is not applied); arrays are taken as RGB (convert OpenCV's BGR first).
+Inputs are file paths, numpy arrays or PIL images. Files are read by `sdaanet.io` as the
+datasets' images are (PIL, as stored: EXIF orientation is not applied; a truncated or corrupt
+file is an error naming it); arrays are taken as RGB (convert OpenCV's BGR first).
 
-Images: RGBA drops its alpha channel; grayscale (L, (H,W) or (H,W,1) arrays) is repeated to RGB;
-16-bit images (PIL I;16 / I, uint16 arrays) are scaled to 8 bits (x * 255 / 65535); float arrays
-must hold values in [0, 1]; palette and other PIL modes are converted to RGB.
+Images (`sdaanet.io.to_rgb`): RGBA drops its alpha channel; grayscale (L, (H,W) or (H,W,1)
+arrays) is repeated to RGB; 16-bit images (PIL I;16 / I, uint16 arrays) are scaled to 8 bits
+(x * 255 / 65535); float arrays must hold values in [0, 1]; palette and other PIL modes are
+converted to RGB.
 
 Masks (a support mask must have its image's size and a foreground that survives the resize):
 - single channel (L, palette indices, 16-bit, bool or numeric arrays): a mask holding only 0
@@ -34,9 +36,9 @@ Masks (a support mask must have its image's size and a foreground that survives 
 - RGB: any non-zero channel is foreground; RGBA (and LA): any non-zero colour channel of a pixel
   that is not fully transparent.
 
-Bad inputs raise `PredictInputError` (a ValueError) naming the file or value; an unusable
-checkpoint raises `sdaanet.checkpoint.CheckpointError`. The CLI prints `error: <message>` and
-exits with status 1.
+Bad inputs raise `sdaanet.errors.PredictInputError` (a ValueError) naming the file or value; an
+unusable checkpoint raises `sdaanet.errors.CheckpointError`. The CLI prints `error: <message>`
+and exits with status 2 (`sdaanet.cli`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,10 +57,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from sdaanet.checkpoint import CheckpointError, load_network_weights, read_checkpoint
-from sdaanet.data.sources import one_line
+from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
+from sdaanet.cli import entry_point
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from sdaanet.models import build_model
+from sdaanet.errors import CheckpointError, DataError, DataNotFoundError, PredictInputError
+from sdaanet.io import IMAGE_MODES, atomic_write, open_image, pixels, to_rgb
+from sdaanet.models.inference import inference
 from sdaanet.models.sdaanet import MIN_SIZE
 from sdaanet.viz import RED, overlay
 
@@ -69,8 +73,7 @@ ImageLike = str | os.PathLike | np.ndarray | Image.Image
 SupportPair = tuple[ImageLike, ImageLike]
 
 
-class PredictInputError(ValueError):
-    """An input `predict` cannot use: missing, unreadable, mis-sized or empty, or a bad option."""
+MASK_MODES = ("1", "L", "P", "F", "RGB", "RGBA", "LA")  # PIL modes a mask is read in as stored
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -81,60 +84,27 @@ def _describe(src: ImageLike, role: str) -> str:
     return f"{role} ({type(src).__module__.split('.')[0]} {type(src).__name__})"
 
 
-def _open(src: ImageLike, name: str) -> Image.Image | np.ndarray:
-    """A PIL image (files are fully decoded here) or the array itself."""
-    if isinstance(src, np.ndarray | Image.Image):
+@contextmanager
+def _as_input_error() -> Iterator[None]:
+    """`sdaanet.io`'s reading errors (files and conversions) as PredictInputError."""
+    try:
+        yield
+    except (DataError, DataNotFoundError) as exc:
+        raise PredictInputError(str(exc)) from exc
+
+
+def _pixels(src: ImageLike, name: str, keep_modes: tuple[str, ...]) -> np.ndarray | Image.Image:
+    """An array as it is; a PIL image or an image file (read by `sdaanet.io`) as its pixels."""
+    if isinstance(src, np.ndarray):
         return src
+    if isinstance(src, Image.Image):
+        return pixels(src, keep_modes)
     if not isinstance(src, str | os.PathLike):
         raise PredictInputError(
             f"{name}: expected a file path, numpy array or PIL image, got {type(src).__name__}"
         )
-    path = Path(src)
-    if not path.is_file():
-        raise PredictInputError(f"{name} not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except Exception as exc:  # not an image, truncated, decompression bomb, ...
-        raise PredictInputError(f"cannot read {name}: {one_line(exc)}") from exc
-
-
-def _pil_array(im: Image.Image, keep_modes: tuple[str, ...]) -> np.ndarray:
-    """The pixels of `im`; modes outside `keep_modes` (and 16/32-bit ints) are converted first."""
-    if im.mode.startswith("I"):  # I;16, I;16B, I: 16-bit data (I as decoded by older Pillows)
-        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
-    if im.mode not in keep_modes:
-        im = im.convert("RGB")
-    return np.asarray(im)
-
-
-def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """An image array as (H,W,3) uint8 RGB, following the conversion rules of the module."""
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
-        a = a[..., :3] if a.shape[2] != 1 else a[..., 0]
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise PredictInputError(
-            f"{name} has shape {a.shape}; expected (H,W), (H,W,1), (H,W,3) or (H,W,4)"
-        )
-    if not a.size:
-        raise PredictInputError(f"{name} is empty (shape {a.shape})")
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    if a.dtype == np.uint16:
-        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.floating) and 0 <= a.min() and a.max() <= 1:
-        return np.round(a * 255).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 255:
-        return a.astype(np.uint8)
-    raise PredictInputError(
-        f"{name}: {a.dtype} pixels must be uint8, uint16, 0..255 integers or floats in [0, 1]"
-    )
+    with _as_input_error():
+        return pixels(open_image(src, name), keep_modes)
 
 
 def mask_labels(mask: np.ndarray) -> np.ndarray:
@@ -151,20 +121,17 @@ def mask_labels(mask: np.ndarray) -> np.ndarray:
 
 
 def load_image(src: ImageLike, name: str = "image") -> np.ndarray:
-    """Read an image (path, array or PIL image) as (H,W,3) uint8 RGB."""
+    """An image (path, array or PIL image) as (H,W,3) uint8 RGB, by `sdaanet.io`'s rules."""
     name = _describe(src, name)
-    img = _open(src, name)
-    if isinstance(img, Image.Image):
-        img = _pil_array(img, ("RGB", "L", "F"))
-    return to_rgb(img, name)
+    image = _pixels(src, name, IMAGE_MODES)
+    with _as_input_error():
+        return to_rgb(image, name)
 
 
 def load_mask(src: ImageLike, name: str = "mask") -> np.ndarray:
-    """Read a mask (path, array or PIL image) as uint8 (H,W) labels 0 / 1 / 255 (ignore)."""
+    """A mask (path, array or PIL image) as uint8 (H,W) labels 0 / 1 / 255 (ignore)."""
     name = _describe(src, name)
-    m = _open(src, name)
-    if isinstance(m, Image.Image):
-        m = _pil_array(m, ("1", "L", "P", "F", "RGB", "RGBA", "LA"))
+    m = np.asarray(_pixels(src, name, MASK_MODES))
     if m.ndim not in (2, 3) or (m.ndim == 3 and m.shape[2] not in (1, 2, 3, 4)):
         raise PredictInputError(f"{name} has shape {m.shape}; expected (H,W) or (H,W,C<=4)")
     return mask_labels(m)
@@ -234,13 +201,15 @@ def _support_tensors(image: ImageLike, mask: ImageLike, k: int, size: int) -> tu
 
 @dataclass(frozen=True)
 class Predictor:
-    """A loaded binary checkpoint: `shot` supports per query, default input `size`."""
+    """A loaded binary checkpoint: `shot` supports per query, default input `size`;
+    `multiscale` sides run Table V's multi-scale inference (`sdaanet.models.inference`)."""
 
     net: nn.Module = field(repr=False)
     shot: int
     size: int
     device: torch.device
     ckpt: Path
+    multiscale: tuple[int, ...] = ()
 
     def _check_supports(self, supports: Sequence[SupportPair]) -> None:
         if (
@@ -260,7 +229,8 @@ class Predictor:
     def logits(
         self, supports: Sequence[SupportPair], query: ImageLike, size: int | None = None
     ) -> Tensor:
-        """Logits (2,H,W) on the CPU at the query's original size H x W."""
+        """Scores (2,H,W) on the CPU at the query's original size H x W: the logits, or with
+        `multiscale` the sum of the scales' softmax outputs."""
         self._check_supports(supports)
         size = check_size(self.size if size is None else size)
         q = load_image(query, "query image")
@@ -268,7 +238,7 @@ class Predictor:
         images = torch.stack([image for image, _ in tensors])
         masks = torch.stack([labels for _, labels in tensors])
         with torch.inference_mode():
-            out = self.net(
+            out = inference(self.net, self.multiscale)(
                 _normalise(q, size)[None].to(self.device),
                 images[None].to(self.device),
                 masks[None].to(self.device),
@@ -288,40 +258,30 @@ class Predictor:
         self, supports: Sequence[SupportPair], query: ImageLike, size: int | None = None
     ) -> np.ndarray:
         """The foreground probability: float32 (H,W) in [0, 1] at the query's size."""
-        return self.logits(supports, query, size).softmax(0)[1].numpy()
+        scores = self.logits(supports, query, size)
+        if self.multiscale:
+            return (scores[1] / len(self.multiscale)).numpy()
+        return scores.softmax(0)[1].numpy()
 
 
-def _model_cfg(ckpt: object, path: Path) -> dict:
-    """The checkpoint's binary `model_cfg`; CheckpointError if absent or multi-class."""
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    cfg = (hparams or {}).get("model_cfg")
-    if not isinstance(cfg, dict):
-        raise CheckpointError(
-            f"checkpoint {path} records no hyper_parameters.model_cfg (not an sdaanet checkpoint? "
-            "convert the authors' .pth files with sdaanet-convert)"
-        )
-    if cfg.get("multiclass") or int(cfg.get("ways", 1)) > 1:
-        raise CheckpointError(
-            f"checkpoint {path} is a multi-class ({cfg.get('ways')}-way) model; "
-            "sdaanet-predict supports binary (1-way) checkpoints only"
-        )
-    return cfg
-
-
-def load_predictor(ckpt: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
+def load_predictor(
+    ckpt: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    multiscale: Sequence[int] | None = None,
+) -> Predictor:
     """Build the network a binary checkpoint records and load its weights (once per notebook)."""
     dev = _device(device)
     path = Path(ckpt)
-    checkpoint = read_checkpoint(path)
-    cfg = _model_cfg(checkpoint, path)
-    backbone = cfg.get("backbone", "resnet50")
-    backbone = {"name": backbone} if isinstance(backbone, str) else dict(backbone)
-    with warnings.catch_warnings():  # "RANDOM weights": the checkpoint holds the backbone's
-        warnings.filterwarnings("ignore", message=".*RANDOM weights", category=UserWarning)
-        net = build_model({**cfg, "backbone": {**backbone, "weights": None}})
-    load_network_weights(net, checkpoint)
-    size = int(checkpoint["hyper_parameters"].get("input_size") or DEFAULT_SIZE)
-    return Predictor(net.eval().to(dev), int(cfg.get("shot", 1)), size, dev, path)
+    checkpoint = read_checkpoint(path, hint="pass --ckpt <file>.ckpt")
+    net, info = network_from_checkpoint(path, checkpoint)
+    if "ways" in info["network"]:
+        raise CheckpointError(
+            f"checkpoint {path} is a multi-class ({info['network']['ways']}-way) model; "
+            "sdaanet-predict supports binary (1-way) checkpoints only"
+        )
+    size = int(info["input_size"] or DEFAULT_SIZE)
+    sides = tuple(int(s) for s in multiscale or ())
+    return Predictor(net.to(dev), int(info["shot"]), size, dev, path, sides)
 
 
 def predict(
@@ -330,19 +290,19 @@ def predict(
     query: ImageLike,
     device: str | torch.device = "cpu",
     size: int | None = None,
+    multiscale: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Segment `query` given K (image, mask) `supports`: uint8 (H,W) mask in {0, 1}."""
-    return load_predictor(ckpt, device).predict(supports, query, size)
+    return load_predictor(ckpt, device, multiscale).predict(supports, query, size)
 
 
 # ------------------------------------------------------------------------------------ outputs
 def _save_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    image = Image.fromarray(array)
     try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic_write(path, lambda f: image.save(f, format="PNG"))
+    except OSError as exc:
+        raise PredictInputError(f"cannot write {path}: {exc}") from exc
 
 
 def save_outputs(
@@ -356,7 +316,6 @@ def save_outputs(
     if isinstance(query, str | os.PathLike):
         stem = Path(query).stem
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
     _save_png((mask == 1).astype(np.uint8) * 255, paths[0])
     _save_png(overlay(rgb, mask, RED), paths[1])
@@ -384,19 +343,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size", type=int, default=None, help="network input side (default: 473, or the ckpt's)"
     )
+    p.add_argument(
+        "--multiscale", type=int, nargs="+", default=None, metavar="SIDE",
+        help="Table V multi-scale inference over these sides, e.g. --multiscale 321 473",
+    )  # fmt: skip
     return p
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """`sdaanet-predict`: write the mask and overlay PNGs; `error: <message>` and 1 on bad input."""
+    """`sdaanet-predict`: write the mask and overlay PNGs; `error: <message>` and 2 on bad input."""
     args = _parser().parse_args(argv)
-    try:
-        supports = [(img, m) for img, m in args.support]
-        mask = predict(args.ckpt, supports, args.query, device=args.device, size=args.size)
-        mask_path, overlay_path = save_outputs(args.query, mask, args.out)
-    except (ValueError, OSError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 1
+    supports = [(img, m) for img, m in args.support]
+    mask = predict(args.ckpt, supports, args.query, args.device, args.size, args.multiscale)
+    mask_path, overlay_path = save_outputs(args.query, mask, args.out)
     print(f"wrote {mask_path} and {overlay_path}")
     return 0
 

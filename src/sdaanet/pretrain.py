@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.transforms import build_transform
+from sdaanet.io import atomic_write
 from sdaanet.models.backbones import build_backbone
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,5 @@ def pretrain_backbone(
                 loss.item(),
                 time.time() - start,
             )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(net.state_dict(), tmp)
-    tmp.replace(out)
-    return out
+    state = net.state_dict()
+    return atomic_write(out, lambda f: torch.save(state, f))

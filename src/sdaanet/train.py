@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -10,19 +12,22 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from sdaanet.checkpoint import (
     AtomicCheckpointIO,
-    CheckpointError,
+    build_network,
+    describe,
     load_compatible,
     read_checkpoint,
 )
+from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.data.datamodule import EpisodicDataModule
-from sdaanet.data.sources import DataConfigError, DataError, DataNotFoundError, one_line
-from sdaanet.lit import FewShotSegmentationModule, NonFiniteLossError
-from sdaanet.models import build_model
+from sdaanet.errors import DataConfigError, DataError, one_line
+from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.runtime import apply_runtime, lightning_precision
+from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +59,28 @@ def build_datamodule(cfg: DictConfig, stage: str | None = None) -> EpisodicDataM
 
 
 def build_module(
-    cfg: DictConfig, datamodule: EpisodicDataModule | None = None, **evaluation: Any
+    cfg: DictConfig,
+    datamodule: EpisodicDataModule | None = None,
+    net: nn.Module | None = None,
+    **evaluation: Any,
 ) -> FewShotSegmentationModule:
-    """The network of `cfg.model` wrapped in the LightningModule with the optimiser settings;
-    the metrics average over the fold's classes (`datamodule`, else `cfg.data`'s). `evaluation`:
-    `score_original`, `multiscale` (see `FewShotSegmentationModule`)."""
+    """The network (`net`, else `cfg.model` instantiated) on the configured runtime path, in the
+    LightningModule with the configured optimiser and schedule; the metrics average over the
+    fold's classes (`datamodule`, else `cfg.data`'s). `evaluation`: `score_original`,
+    `multiscale` (see `FewShotSegmentationModule`)."""
     if datamodule is None:
         datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
+    if net is None:
+        node = OmegaConf.to_container(cfg.model, resolve=True)
+        net = build_network(node, backbone_weights=True)
     return FewShotSegmentationModule(
-        apply_runtime(build_model(cfg.model), cfg.get("runtime")),
-        model_cfg=OmegaConf.to_container(cfg.model, resolve=True),
+        apply_runtime(net, cfg.get("runtime")),
         n_test_classes=datamodule.n_test_classes,
         n_val_classes=datamodule.n_val_classes,
+        optimizer=instantiate(cfg.optimizer) if cfg.get("optimizer") else None,
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        description=describe(cfg, datamodule.selection),
         selection=datamodule.selection,
-        input_size=cfg.data.get("val_size"),
-        **cfg.get("optimizer", {}),
         **evaluation,
     )
 
@@ -104,31 +116,41 @@ def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.Lightn
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) as configured; returns the final metrics."""
+    check_config(cfg)
     trainer, module, datamodule = fit(cfg)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path="best")
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if trainer.is_global_zero:
+        print(written(trainer, cfg.paths.output_dir))
     return metrics
 
 
+def written(trainer: L.Trainer, output_dir: str) -> str:
+    """The line that ends a run: where it wrote its checkpoints and metric logs."""
+    ckpts = sorted(
+        {cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path}
+    )
+    logs = [
+        str(Path(logger.log_dir) / "metrics.csv") if hasattr(logger, "log_dir") else logger.save_dir
+        for logger in trainer.loggers
+    ]
+    return (
+        f"run {output_dir}: checkpoints {', '.join(ckpts) or 'none'}; "
+        f"logs {', '.join(str(x) for x in logs if x) or 'none'}"
+    )
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@entry_point
 def _hydra_main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = run(cfg)
-    except (
-        DataNotFoundError,
-        DataError,
-        DataConfigError,
-        CheckpointError,
-        NonFiniteLossError,
-    ) as exc:
-        raise SystemExit(f"error: {one_line(exc)}") from None
-    return metrics.get("val/class_miou")
+    return run(cfg).get("val/class_miou")
 
 
 def main() -> None:
     register_resolvers()
+    entry_point(precheck)("train", sys.argv[1:])  # one line, before Hydra makes a run folder
     _hydra_main()
 
 

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from sdaanet.analysis import EpisodeShow
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from sdaanet.io import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -69,12 +70,7 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, pad: int =
             canvas.paste(
                 Image.fromarray(panel), (pad + c * (w + pad), header + pad + r * (h + pad))
             )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    canvas.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 
 
 # ------------------------------------------------------------ notebook figures (matplotlib)

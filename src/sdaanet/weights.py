@@ -16,13 +16,16 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from sdaanet.cli import entry_point
+from sdaanet.errors import WeightsError
+from sdaanet.io import atomic_open
 
 ENV_CACHE = "SDAANET_WEIGHTS_CACHE"
 TIMEOUT_S = 30.0
@@ -42,10 +45,6 @@ MANUAL: dict[str, str] = {
 }
 NAMES = tuple(URLS) + tuple(MANUAL)
 _HASH = re.compile(r"-([a-f0-9]{6,})\.")
-
-
-class WeightsError(RuntimeError):
-    """A backbone checkpoint that cannot be provided (unknown name, offline, bad file)."""
 
 
 def cache_dir(cache: str | Path | None = None) -> Path:
@@ -120,27 +119,26 @@ def download(name: str, cache: str | Path | None = None) -> Path:
     if name in MANUAL:
         raise WeightsError(_manual_hint(name) + f" (or place it at {path})")
     url = URLS[name]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
     try:
-        try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=TIMEOUT_S) as r:
-                shutil.copyfileobj(r, f, 1 << 20)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            plain = isinstance(exc, urllib.error.HTTPError) or not hasattr(exc, "reason")
-            reason = exc if plain else exc.reason  # "HTTP Error 404: Not Found" / DNS failure
-            raise WeightsError(
-                f"cannot download {url} ({reason}); download it on a machine with internet "
-                f"access and pass backbone.weights=<file> instead"
-            ) from exc
-        _verify(name, tmp, url)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_open(path) as f:  # renamed onto `path` only once complete and verified
+            try:
+                with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r:
+                    shutil.copyfileobj(r, f, 1 << 20)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                plain = isinstance(exc, urllib.error.HTTPError) or not hasattr(exc, "reason")
+                reason = exc if plain else exc.reason  # "HTTP Error 404: Not Found" / DNS failure
+                raise WeightsError(
+                    f"cannot download {url} ({reason}); download it on a machine with internet "
+                    f"access and pass backbone.weights=<file> instead"
+                ) from exc
+            f.flush()
+            _verify(name, Path(f.name), url)
+    except OSError as exc:  # the cache folder cannot be written
+        raise WeightsError(f"cannot write {path}: {exc}") from exc
     return path
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """``sdaanet-weights NAME [--cache DIR]``: print the cached path and the override to use."""
     parser = argparse.ArgumentParser(
@@ -152,12 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache", type=Path, default=None, help=f"cache folder (default ${ENV_CACHE} or ~/.cache)"
     )
     args = parser.parse_args(argv)
-    try:
-        cached = weights_path(args.name, args.cache).is_file()
-        path = download(args.name, args.cache)
-    except (WeightsError, OSError) as exc:
-        print(f"sdaanet-weights: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+    cached = weights_path(args.name, args.cache).is_file()
+    path = download(args.name, args.cache)
     state = "already cached" if cached else "downloaded"
     print(f"{state}: {path}; use backbone={args.name} backbone.weights={path}")
     return 0

@@ -76,7 +76,7 @@ def outputs(net: nn.Module, case: str, ways: int = 1, shot: int = 1) -> dict[str
     train = net(query, supports, masks, query_mask)
     out["train_logits"] = train.logits.detach()
     for term in ("main", "aux", "kd", "saam"):
-        out[term] = getattr(train, term).detach()
+        out[term] = train.losses[term].detach()
     return out
 
 

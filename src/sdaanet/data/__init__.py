@@ -10,7 +10,6 @@ from sdaanet.data.episodes import (
     collate_episodes,
 )
 from sdaanet.data.folds import class_names, fold_classes, novel_classes, rule_folds
-from sdaanet.data.sources import DataError, DataNotFoundError
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
 # OpenCV's worker pool does not survive fork(): a DataLoader worker forked after the main process
@@ -30,8 +29,6 @@ __all__ = [
     *DATAMODULES,
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "DataError",
-    "DataNotFoundError",
     "EpisodeDataset",
     "EpisodeIndex",
     "EpisodeSampler",

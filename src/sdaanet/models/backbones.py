@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdaanet.errors import CheckpointError, CheckpointMismatchError
+from sdaanet.io import load_torch
+
 log = logging.getLogger(__name__)
 
 BACKBONE_NAMES = (
@@ -269,7 +272,7 @@ def build_backbone(
         hint = "PFENet's resnet*_v2.pth" if name.endswith("_deep") else "torchvision ImageNet"
         warnings.warn(
             f"backbone {name!r} has RANDOM weights, so results will not be meaningful; "
-            f"set model.backbone.weights to a local {hint} checkpoint.",
+            f"set backbone.weights=<file> to a local {hint} checkpoint (sdaanet-weights {name}).",
             UserWarning,
             stacklevel=2,
         )
@@ -309,16 +312,17 @@ def load_backbone_weights(backbone: Backbone, path: str | Path) -> None:
     ``features.N.*``; ``fc``/``classifier`` ignored), PFENet's deep-stem ``resnet*_v2.pth``
     (``conv1..3``/``bn1..3`` -> ``layer0``) and checkpoints already in ``layerN.*`` form, with an
     optional top-level ``"state_dict"`` and ``module.`` prefix. Missing and unexpected keys are
-    warned about; a shape mismatch raises ``ValueError``.
+    warned about. A missing or unreadable file raises ``CheckpointError``, a shape mismatch
+    ``CheckpointMismatchError``; both name the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_torch(path, f"backbone weights {path}")
     if isinstance(ckpt, Mapping) and isinstance(ckpt.get("state_dict"), Mapping):
         ckpt = ckpt["state_dict"]
     if not isinstance(ckpt, Mapping):
-        raise ValueError(f"{path}: expected a state_dict mapping, got {type(ckpt).__name__}")
+        raise CheckpointError(
+            f"backbone weights {path}: expected a state_dict mapping, got {type(ckpt).__name__}"
+        )
     own = backbone.state_dict()
     mapped: dict[str, Tensor] = {}
     unexpected: list[str] = []
@@ -331,7 +335,7 @@ def load_backbone_weights(backbone: Backbone, path: str | Path) -> None:
             unexpected.append(key)
             continue
         if tuple(own[ours].shape) != tuple(value.shape):
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"{path}: shape mismatch for {key!r} -> {ours!r}: checkpoint "
                 f"{tuple(value.shape)} vs {backbone.name} {tuple(own[ours].shape)}"
             )

@@ -16,13 +16,15 @@ queries that hold the class) plus the auxiliary decoder CE, as in the binary mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Backbone
 from .layers import FEMDecoder, masked_gap, resize, segmentation_ce
-from .sdaanet import SDAANet, SDAANetOutput, _shape
+from .sdaanet import SDAANet, TrainOutput, _shape
 
 
 class MultiClassSDAANet(SDAANet):
@@ -30,27 +32,30 @@ class MultiClassSDAANet(SDAANet):
 
     ``forward(query (B,3,H,W), support_images (B,N,K,3,H,W), support_masks (B,N,K,H,W),
     query_mask (B,H,W) with 0 = background, n = the n-th support class, 255 = ignore)``.
-    Eval: logits (B,N+1,H,W). Train: ``SDAANetOutput``.
+    Eval: logits (B,N+1,H,W). Train: ``TrainOutput``.
     """
 
     def __init__(self, backbone: Backbone, *, ways: int, **kwargs) -> None:
-        super().__init__(backbone, **kwargs)
         if ways < 2:
             raise ValueError(f"a multi-class model needs ways >= 2, got {ways}")
         self.ways = int(ways)
+        super().__init__(backbone, **kwargs)
         dim = self.down_query[0].out_channels
         self.proto_mlp = nn.Sequential(
             nn.Conv2d(self.ways * dim, dim, 1), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 1)
         )
+        self.evidence = nn.Parameter(torch.ones(1 + int(self.saam is not None)))
+
+    def _decoder(self, dim: int, ppm_scales: Sequence[float]) -> FEMDecoder:
+        """FEM decoder over [v_new, F_q, prior_1..N(, m_1..N)] with N+1 classes (Alg. 1)."""
         saam = self.saam is not None
-        self.decoder = FEMDecoder(
+        return FEMDecoder(
             dim,
-            self.decoder.ppm_scales,
+            ppm_scales,
             extra_channels=self.ways * (1 + int(saam)),
             sdaanet_order=self.sdpm is not None or saam,
             classes=self.ways + 1,
         )
-        self.evidence = nn.Parameter(torch.ones(1 + int(saam)))
 
     def _check_ways(self, support_images: Tensor, support_masks: Tensor) -> None:
         n = self.ways
@@ -79,7 +84,7 @@ class MultiClassSDAANet(SDAANet):
         support_images: Tensor,
         support_masks: Tensor,
         query_mask: Tensor | None = None,
-    ) -> Tensor | SDAANetOutput:
+    ) -> Tensor | TrainOutput:
         """Segment the query into background + N classes. Eval: logits; train: losses too."""
         self._check_ways(support_images, support_masks)
         for n in range(self.ways):
@@ -91,23 +96,27 @@ class MultiClassSDAANet(SDAANet):
                 raise ValueError(f"query_mask (B,H,W) is required in training mode, got {got}")
             self._check_query_labels(query_mask)
         size = query.shape[-2:]
-        q3, q_mid = self.backbone.mid(query)
-        q4 = self.backbone.high(q3)
+        k = support_images.shape[2]
+        # the binary network's feature path (and its fast path) over all N*K supports at once
+        q_mid, q4, s_mid, s_high, s_masks = self._backbone(
+            query, support_images.flatten(1, 2), support_masks.flatten(1, 2)
+        )
         q = self.down_query(q_mid)
         prototypes, queries, attentions, priors = [], [], [], []
         kd, saam_loss = [], []
         for n in range(self.ways):
+            shots = slice(n * k, (n + 1) * k)
             labels = support_masks[:, n]
-            s_mid, s_high, s_masks = self._support_features(support_images[:, n], labels)
-            supports = [self.down_supp(mid) for mid in s_mid]
+            supports = [self.down_supp(mid) for mid in s_mid[shots]]
             protos = [
-                masked_gap(s, m, self.mask_eps) for s, m in zip(supports, s_masks, strict=True)
+                masked_gap(s, m, self.mask_eps)
+                for s, m in zip(supports, s_masks[shots], strict=True)
             ]
             if self.saam is not None:
                 attn, loss = self.saam(q, supports, protos, labels if train else None)
                 attentions.append(attn)
                 saam_loss.append(loss)
-            prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
+            prior = self.prior_mask(q4, s_high[shots], s_masks[shots], q_mid.shape[-2:], self.fast)
             priors.append(resize(prior, q.shape[-2:]))
             if self.sdpm is None:
                 queries.append(q)
@@ -124,12 +133,15 @@ class MultiClassSDAANet(SDAANet):
         if not train:
             return logits
         zero = q.new_zeros(())
-        return SDAANetOutput(
+        aux = torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits])
+        return TrainOutput(
             logits,
-            segmentation_ce(logits, query_mask),
-            torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits]).mean(),
-            torch.stack(kd).mean() if kd else zero,
-            torch.stack(saam_loss).mean() if saam_loss else zero,
+            {
+                "main": segmentation_ce(logits, query_mask),
+                "aux": aux.mean(),
+                "kd": torch.stack(kd).mean() if kd else zero,
+                "saam": torch.stack(saam_loss).mean() if saam_loss else zero,
+            },
         )
 
     def _class_evidence(self, priors: list[Tensor], attentions: list[Tensor]) -> Tensor:

@@ -37,15 +37,18 @@ AUTHORS_KEY_PREFIXES: dict[str, str] = {
 }
 
 
-class SDAANetOutput(NamedTuple):
-    """Training-mode output; loss terms are unweighted (alpha, beta, aux_weight are applied by
-    the caller, Eq. 12 + D13)."""
+class TrainOutput(NamedTuple):
+    """Training-mode output of a network: its logits and its named, unweighted loss terms (the
+    LightningModule weights them by the network's ``loss_weights``).
 
-    logits: Tensor  # (B,2,H,W)
-    main: Tensor  # CE(ignore 255) of the final logits
-    aux: Tensor  # mean over the pyramid bins of the auxiliary CE
-    kd: Tensor  # self-distillation loss (0 when SDPM is off)
-    saam: Tensor  # SAAM support CE (0 when SAAM is off)
+    SD-AANet's terms: ``main`` CE (ignore 255) of the final logits, ``aux`` the mean auxiliary
+    CE over the pyramid bins (D13), ``kd`` the self-distillation loss (0 when SDPM is off),
+    ``saam`` the SAAM support CE (0 when SAAM is off); Eq. 12 weights them 1, aux_weight,
+    alpha, beta.
+    """
+
+    logits: Tensor  # (B,C,H,W)
+    losses: dict[str, Tensor]
 
 
 class SDAANetTrace(NamedTuple):
@@ -78,29 +81,36 @@ class SDAANet(nn.Module):
 
     * eval mode: returns logits (B,2,H,W). ``query_mask`` is ignored (D12), so the output is
       identical whether or not it is given; the KD term and the SAAM support branch are skipped.
-    * train mode: ``query_mask`` is required; returns ``SDAANetOutput``.
+    * train mode: ``query_mask`` is required; returns ``TrainOutput``.
 
     ``sdpm=False`` uses p = mean_k p_k and the un-reweighted Q (PFENet); ``saam=False`` drops
     the attention channel. With both off the decoder uses PFENet's concat order [Q, p, prior]
     (so PFENet checkpoints map 1:1), otherwise SD-AANet's [p, Q, prior(, attn)].
+
+    Every argument's default lives in ``conf/model/sdaanet.yaml`` (the authors' code); build
+    one with ``hydra.utils.instantiate(cfg.model)``. ``alpha``, ``beta`` and ``aux_weight`` are
+    the loss weights of Eq. 12 (+ D13), exposed as ``loss_weights``.
     """
 
     def __init__(
         self,
         backbone: Backbone,
         *,
-        shot: int = 1,
-        ppm_scales: Sequence[float] = (60, 30, 15, 8),
-        reduce_dim: int = 256,
-        dropout: float = 0.5,
-        sdpm: bool = True,
-        saam: bool = True,
-        kshot_strategy: str = "official",
-        teacher: str = "code",
-        query_reweight: str = "code",
-        kd_temperature: float = 5.0,
-        kd_alpha: float = 0.9,
-        mask_eps: float = 5e-4,
+        shot: int,
+        ppm_scales: Sequence[float],
+        reduce_dim: int,
+        dropout: float,
+        sdpm: bool,
+        saam: bool,
+        kshot_strategy: str,
+        teacher: str,
+        query_reweight: str,
+        kd_temperature: float,
+        kd_alpha: float,
+        mask_eps: float,
+        alpha: float,
+        beta: float,
+        aux_weight: float,
     ) -> None:
         super().__init__()
         check_switches(teacher, kshot_strategy, query_reweight)
@@ -110,6 +120,9 @@ class SDAANet(nn.Module):
             raise ValueError("ppm_scales must list at least one decoder bin")
         self.shot = int(shot)
         self.mask_eps = float(mask_eps)
+        self.loss_weights = {
+            "main": 1.0, "aux": float(aux_weight), "kd": float(alpha), "saam": float(beta)
+        }  # fmt: skip
         self.backbone = backbone
         self.down_query = self._reduce(backbone.mid_channels, reduce_dim, dropout)
         self.down_supp = self._reduce(backbone.mid_channels, reduce_dim, dropout)
@@ -129,8 +142,16 @@ class SDAANet(nn.Module):
             else None
         )
         self.saam = SAAM(reduce_dim) if saam else None
-        self.decoder = FEMDecoder(
-            reduce_dim, ppm_scales, extra_channels=1 + int(saam), sdaanet_order=sdpm or saam
+        self.decoder = self._decoder(reduce_dim, ppm_scales)
+
+    def _decoder(self, dim: int, ppm_scales: Sequence[float]) -> FEMDecoder:
+        """FEM decoder over [p, Q, prior(, attention)] (PFENet's order with both modules off)."""
+        saam = self.saam is not None
+        return FEMDecoder(
+            dim,
+            ppm_scales,
+            extra_channels=1 + int(saam),
+            sdaanet_order=self.sdpm is not None or saam,
         )
 
     @staticmethod
@@ -263,8 +284,8 @@ class SDAANet(nn.Module):
         support_images: Tensor,
         support_masks: Tensor,
         query_mask: Tensor | None = None,
-    ) -> Tensor | SDAANetOutput:
-        """Segment the query. Eval: logits (B,2,H,W). Train: ``SDAANetOutput``."""
+    ) -> Tensor | TrainOutput:
+        """Segment the query. Eval: logits (B,2,H,W). Train: ``TrainOutput``."""
         self._check_inputs(query, support_images, support_masks)
         train = self.training
         if train:
@@ -282,7 +303,7 @@ class SDAANet(nn.Module):
         size = query.shape[-2:]
         main = segmentation_ce(trace.logits, query_mask)
         aux = torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits]).mean()
-        return SDAANetOutput(trace.logits, main, aux, kd, saam_loss)
+        return TrainOutput(trace.logits, {"main": main, "aux": aux, "kd": kd, "saam": saam_loss})
 
     @torch.no_grad()
     def trace(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> SDAANetTrace:

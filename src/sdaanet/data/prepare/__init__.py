@@ -7,22 +7,22 @@
 
 One subcommand per dataset (``COMMANDS``); every subcommand takes ``--root`` (the dataset root)
 and ``--force`` (rewrite existing lists and labels). The rules of each are in its module's
-docstring and in ``docs/data.md``. Errors are one line on stderr
-(``sdaanet-data <dataset>: error: ...``) and exit code 2; warnings go to stderr too.
+docstring and in ``docs/data.md``. Errors are one line on stderr (``error: ...``) and exit
+code 2 (`sdaanet.cli`); warnings go to stderr too.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from sdaanet.cli import entry_point
 from sdaanet.data.prepare import check, coco, pascal
-from sdaanet.data.prepare.common import PrepareError, Report
+from sdaanet.data.prepare.common import Report
 
-__all__ = ["COMMANDS", "Command", "PrepareError", "Report", "main"]
+__all__ = ["COMMANDS", "Command", "Report", "main"]
 
 
 class Command(NamedTuple):
@@ -71,13 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
+    """``sdaanet-data DATASET --root ROOT [...]``: 0 on success."""
     args = build_parser().parse_args(argv)
     args.root = args.root.expanduser()
-    prog = f"sdaanet-data {args.dataset}"
-    try:
-        COMMANDS[args.dataset].run(args, Report(prog))
-    except PrepareError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    COMMANDS[args.dataset].run(args, Report(f"sdaanet-data {args.dataset}"))
     return 0

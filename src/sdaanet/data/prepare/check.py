@@ -14,8 +14,8 @@ from collections import Counter
 
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.modules import FolderDataModule, FSS1000DataModule
-from sdaanet.data.prepare.common import PrepareError, Report
-from sdaanet.data.sources.base import DataError, DataNotFoundError
+from sdaanet.data.prepare.common import Report
+from sdaanet.errors import DataError, DataNotFoundError, PrepareError
 
 SPLITS = {"folder": ("train", "val"), "fss1000": ("train", "val", "test")}
 

@@ -38,14 +38,13 @@ import numpy as np
 from sdaanet.data.folds import COCO_CLASS_NAMES
 from sdaanet.data.prepare.common import (
     Pair,
-    PrepareError,
     Report,
     check_exists,
-    one_line,
     plan_list,
     write_png,
 )
 from sdaanet.data.sources.coco import COCO_DIRS, COCO_LISTS
+from sdaanet.errors import PrepareError, one_line
 
 IGNORE = 255
 

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,14 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sdaanet.data.sources.base import DataError, one_line
 from sdaanet.data.sources.listfile import read_list
+from sdaanet.errors import DataError, PrepareError, one_line
+from sdaanet.io import atomic_write
 
 Pair = tuple[str, str]
-
-
-class PrepareError(Exception):
-    """A one-line, user-facing problem with a dataset tree."""
 
 
 class Report:
@@ -54,24 +49,16 @@ def expand(path: Path | None) -> Path | None:
     return path.expanduser() if path is not None else None
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_png(path: Path, label: np.ndarray) -> None:
-    """Write a uint8 (H,W) class-id map as a mode-L PNG, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write a uint8 (H,W) class-id map as a mode-L PNG, atomically. Not fsynced: a dataset has
+    tens of thousands of labels, and one lost to a crash is reported as corrupt when read."""
+    image = Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8))
+    atomic_write(path, lambda f: image.save(f, format="PNG"), fsync=False)
 
 
 def write_list(path: Path, pairs: Iterable[Pair]) -> None:
     """Write ``<image> <label>`` lines, each newline-terminated, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    tmp.write_text("".join(f"{image} {label}\n" for image, label in pairs))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(f"{image} {label}\n" for image, label in pairs))
 
 
 def read_pairs(path: Path) -> list[Pair]:
@@ -127,10 +114,7 @@ class ListPlan:
     def commit(self, report: Report) -> None:
         """Write the list (unless kept) and report it."""
         if self.given is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _tmp(self.path)
-            shutil.copyfile(self.given, tmp)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, self.given.read_bytes())
         elif self.action == "wrote":
             write_list(self.path, self.pairs)
         source = f" from {self.given}" if self.given else ""

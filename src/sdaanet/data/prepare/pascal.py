@@ -35,22 +35,21 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from sdaanet.data.prepare.common import (
     ListPlan,
     Pair,
-    PrepareError,
     Report,
     check_exists,
     expand,
     first,
-    one_line,
     plan_list,
     read_ids,
     write_png,
 )
 from sdaanet.data.sources.pascal import PASCAL_LISTS
+from sdaanet.errors import DataError, DataNotFoundError, PrepareError, one_line
+from sdaanet.io import open_image
 
 LABEL_DIR = "SegmentationClassAug"
 VOC_LABEL_DIR = "SegmentationClass"
@@ -88,10 +87,9 @@ def check_label(label: np.ndarray, path: Path) -> np.ndarray:
 def read_voc_label(path: Path) -> np.ndarray:
     """A VOC ``SegmentationClass`` palette PNG as its palette indices."""
     try:
-        with Image.open(path) as im:
-            label = np.array(im)
-    except Exception as err:  # PIL raises many types on corrupt files
-        raise PrepareError(f"cannot read label {path}: {one_line(err)}") from None
+        label = np.array(open_image(path, f"label {path}"))
+    except (DataError, DataNotFoundError) as err:
+        raise PrepareError(str(err)) from None
     return check_label(label, path)
 
 

@@ -1,13 +1,6 @@
 """Sources: files (or a generator) -> (image uint8 HxWx3 RGB, label uint8 HxW class ids)."""
 
-from sdaanet.data.sources.base import (
-    DataConfigError,
-    DataError,
-    DataNotFoundError,
-    Source,
-    label_areas,
-    one_line,
-)
+from sdaanet.data.sources.base import Source, label_areas
 from sdaanet.data.sources.coco import COCO_LISTS, CocoSource
 from sdaanet.data.sources.folder import FolderSource
 from sdaanet.data.sources.fss1000 import FSS1000Source
@@ -19,9 +12,6 @@ __all__ = [
     "COCO_LISTS",
     "PASCAL_LISTS",
     "CocoSource",
-    "DataConfigError",
-    "DataError",
-    "DataNotFoundError",
     "FSS1000Source",
     "FolderSource",
     "PairSource",
@@ -30,6 +20,5 @@ __all__ = [
     "SplitListSource",
     "SyntheticSource",
     "label_areas",
-    "one_line",
     "prepare_hint",
 ]

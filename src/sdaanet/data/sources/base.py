@@ -7,35 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset root or one of its required files is missing.
-
-    ``str(err)`` is a single line naming the missing path and the command that prepares it.
-    """
-
-
-class DataError(ValueError):
-    """A dataset file exists but is unusable (corrupt, wrong size, unknown label values).
-
-    ``str(err)`` is a single line naming the file and the problem.
-    """
-
-
-class DataConfigError(ValueError):
-    """The data config asks for something the dataset cannot give (a fold out of range, an
-    unknown transform recipe, ``ways`` larger than the classes). One line."""
-
-
-def one_line(exc: BaseException) -> str:
-    """A user-facing line for ``exc``: the last line of its message, without a ``module.Type: ``
-    prefix (errors re-raised from DataLoader workers carry the worker's traceback)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    last = lines[-1]
-    head, sep, rest = last.partition(": ")
-    return rest if sep and "." in head and " " not in head else last
+from sdaanet.errors import DataError
 
 
 class Source(abc.ABC):

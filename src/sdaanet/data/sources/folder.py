@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdaanet.data.sources.base import DataError, DataNotFoundError
 from sdaanet.data.sources.listfile import PairSource, prepare_hint, user_cache_dir
+from sdaanet.errors import DataError, DataNotFoundError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LAYOUT = "images/<name>.jpg + labels/<name>.png + classes.tsv"

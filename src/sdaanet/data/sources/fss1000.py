@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from sdaanet.data.sources.base import DataError, DataNotFoundError
 from sdaanet.data.sources.listfile import PairSource, user_cache_dir
+from sdaanet.errors import DataNotFoundError
+from sdaanet.io import open_image
 
 SPLIT_FILES = {"train": "trn.txt", "val": "val.txt", "test": "test.txt"}
 STANDARD_SIZES = (520, 240, 240)
@@ -121,10 +121,4 @@ class FSS1000Source(PairSource):
 
 def read_mask(path: Path) -> np.ndarray:
     """A mask as uint8 luminance (RGB masks, which some FSS-1000 classes have, are converted)."""
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("L"))
-    except FileNotFoundError:
-        raise DataNotFoundError(f"mask not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DataError(f"cannot decode mask {path} ({err.__class__.__name__})") from None
+    return np.array(open_image(path, f"mask {path}").convert("L"))

@@ -18,54 +18,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from sdaanet.data.sources.base import (
-    DataError,
-    DataNotFoundError,
-    Source,
-    check_label_ids,
-    label_areas,
-)
+from sdaanet.data.sources.base import Source, check_label_ids, label_areas
+from sdaanet.errors import DataError, DataNotFoundError
+from sdaanet.io import atomic_write, read_image, read_label
 
 CACHE_VERSION = 2
 SHOW_MISSING = 3
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 (H,W,3); grayscale and RGBA files are converted, 16-bit ones scaled to 8 bits."""
-    if not Path(path).is_file():
-        raise DataNotFoundError(f"image not found: {path}")
-    data = np.fromfile(path, np.uint8)
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
-        # OpenCV would fill the missing part in with grey and only print a warning
-        raise DataError(f"truncated JPEG {path} (no end-of-image marker): re-encode or replace it")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot decode image {path} (corrupt or not an image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path: str | Path) -> np.ndarray:
-    """Class-id map uint8 (H,W); palette PNGs give their indices, not their colours."""
-    try:
-        with Image.open(path) as im:
-            label = np.array(im)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"label not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DataError(f"cannot decode label {path} ({err.__class__.__name__})") from None
-    if label.ndim != 2:
-        raise DataError(
-            f"label {path} must be a single-channel class-id map, got shape {label.shape}"
-        )
-    if label.dtype != np.uint8:
-        if label.size and (label.min() < 0 or label.max() > 255):
-            raise DataError(f"label {path} holds values outside 0-255 (dtype {label.dtype})")
-        label = label.astype(np.uint8)
-    return label
 
 
 def missing_files(paths: Iterable[Path]) -> list[Path]:
@@ -181,13 +141,10 @@ class PairSource(Source):
             "key": self._cache_key(),
             "areas": [{str(c): a for c, a in e.items()} for e in areas],
         }
-        tmp = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}.tmp")
         try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, separators=(",", ":")))
-            os.replace(tmp, self.cache_path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+            atomic_write(self.cache_path, json.dumps(data, separators=(",", ":")))
+        except OSError:  # a read-only cache folder: the areas are recomputed next time
+            pass
 
     def _compute_areas(self) -> list[dict[int, int]]:
         def areas_of(i: int) -> dict[int, int]:

@@ -1,0 +1,159 @@
+"""Checkpoints that describe themselves: the same numbers as before the refactor, evaluation
+from the checkpoint alone, the previous format, contradictions, and no code run on load."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from sdaanet import compose_config
+from sdaanet.callbacks import RNGState
+from sdaanet.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    CheckpointMismatchError,
+    description,
+    network_from_checkpoint,
+    read_checkpoint,
+)
+from sdaanet.eval import main as eval_main
+from sdaanet.eval import run as run_eval
+from sdaanet.predict import load_predictor
+from sdaanet.train import run as run_train
+
+GOLDEN = Path(__file__).parent / "golden"
+# the settings of tests/golden/before_refactor.json, written by the code before this refactor
+TRAIN = ["debug=tiny", "logger=csv", "data.num_workers=0"]
+EVAL = ["eval.seeds=[1,2]"]
+
+pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run")
+    metrics = run_train(compose_config([*TRAIN, f"paths.output_dir={out}"]))
+    return out / "checkpoints" / "last.ckpt", metrics
+
+
+def evaluate(tmp: Path, *overrides: str) -> list[dict]:
+    """`sdaanet-eval` with exactly `overrides` on its command line; the per-seed records."""
+    argv = [*overrides, f"paths.output_dir={tmp}"]
+    run_eval(compose_config(argv, config_name="eval"), argv)
+    return json.loads((tmp / "metrics.json").read_text())["seeds"]
+
+
+def test_training_and_evaluation_numbers_are_those_before_the_refactor(trained, tmp_path):
+    ckpt, metrics = trained
+    before = json.loads((GOLDEN / "before_refactor.json").read_text())
+    assert metrics == before["train"]
+    assert evaluate(tmp_path, "debug=tiny", f"ckpt_path={ckpt}", *EVAL) == before["seeds"]
+
+
+def test_eval_with_only_the_checkpoint_evaluates_it_as_trained(trained, tmp_path, capsys):
+    ckpt, _ = trained
+    before = json.loads((GOLDEN / "before_refactor.json").read_text())
+    assert evaluate(tmp_path / "a", f"ckpt_path={ckpt}", *EVAL) == before["seeds"]
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line == (
+        f"from checkpoint {ckpt}: network SDAANet(backbone=resnet18, reduce_dim=16, sdpm, saam), "
+        "1-shot; data SyntheticDataModule fold 0 as trained"
+    )
+    # a data override on the command line wins, and the line says so
+    seeds = evaluate(tmp_path / "b", f"ckpt_path={ckpt}", "eval.seeds=[1]", "data.val_episodes=4")
+    record = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert record["protocol"]["episodes"] == 4 and len(seeds) == 1
+    assert "as trained except data.val_episodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.reduce_dim=32", r"model\.reduce_dim=32 contradicts checkpoint .*, which holds 16"),
+        ("backbone=resnet50", r"backbone\.name=resnet50 contradicts .*, which holds resnet18"),
+        ("model=pfenet", r"(backbone|model)\.\S+=\S+ contradicts checkpoint .*, which holds"),
+        ("shot=5", r"was trained 1-shot but shot=5 is configured"),
+    ],
+)  # fmt: skip
+def test_an_override_contradicting_the_stored_network_names_both_values(
+    trained, tmp_path, override, message
+):
+    ckpt, _ = trained
+    with pytest.raises(CheckpointMismatchError, match=message):
+        evaluate(tmp_path, f"ckpt_path={ckpt}", override)
+
+
+def test_a_checkpoint_of_the_previous_format_keeps_loading(trained, tmp_path):
+    ckpt, _ = trained
+    c = read_checkpoint(ckpt)
+    new = c["hyper_parameters"]["description"]
+    c["hyper_parameters"] = json.loads((GOLDEN / "format1_hparams.json").read_text())
+    old = tmp_path / "format1.ckpt"
+    torch.save(c, old)
+    info = description(read_checkpoint(old), old)
+    assert info["format"] == 1 and info["data"] is None and info["input_size"] == 65
+    assert info["network"] == new["network"]
+    before = json.loads((GOLDEN / "before_refactor.json").read_text())
+    assert evaluate(tmp_path / "e", "debug=tiny", f"ckpt_path={old}", *EVAL) == before["seeds"]
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(trained, tmp_path, capsys):
+    ckpt, _ = trained
+    marker = tmp_path / "ran"
+    bad = tmp_path / "colleague.ckpt"
+    c = read_checkpoint(ckpt)
+    c["payload"] = Payload(marker)
+    torch.save(c, bad)
+    refused = r"refused to load .*colleague\.ckpt: it holds pickled Python objects"
+    with pytest.raises(CheckpointError, match=refused):
+        read_checkpoint(bad)
+    with pytest.raises(CheckpointError, match=refused):
+        load_predictor(bad)
+    with pytest.raises(CheckpointError, match=refused):  # resuming a training run
+        AtomicCheckpointIO().load_checkpoint(bad)
+    argv = ["sdaanet-eval", f"ckpt_path={bad}", f"paths.log_dir={tmp_path / 'logs'}"]
+    with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+        eval_main()
+    err = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: refused")
+    assert not marker.exists()
+    torch.load(bad, weights_only=False)  # the payload is real: full unpickling runs it
+    assert marker.exists()
+
+
+def test_a_network_node_naming_other_code_is_refused(trained, tmp_path):
+    ckpt, _ = trained
+    c = read_checkpoint(ckpt)
+    c["hyper_parameters"]["description"]["network"]["_target_"] = "os.system"
+    bad = tmp_path / "target.ckpt"
+    torch.save(c, bad)
+    with pytest.raises(
+        CheckpointError, match=r"names _target_ 'os.system', which is not a network"
+    ):
+        network_from_checkpoint(bad)
+
+
+def test_rng_states_are_saved_and_restored_by_the_callback():
+    checkpoint: dict = {}
+    torch.manual_seed(5)
+    RNGState().on_save_checkpoint(None, None, checkpoint)
+    expected = torch.rand(3)
+    torch.manual_seed(6)
+    RNGState().on_load_checkpoint(None, None, checkpoint)
+    assert torch.equal(torch.rand(3), expected)
