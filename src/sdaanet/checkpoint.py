@@ -21,6 +21,9 @@ from sdaanet.io import atomic_write, pickled_objects
 
 FORMAT = 2  # 1: hyper_parameters.model_cfg (flat); 2: hyper_parameters.description
 NETWORK_PACKAGE = "sdaanet.models"
+# packages whose networks a checkpoint may name (`_target_`); a network of your own project
+# adds its package here (docs/extending.md), nothing else is ever built from a checkpoint
+NETWORK_PACKAGES = [NETWORK_PACKAGE]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -133,19 +136,20 @@ def _check_targets(node: Any, path: str | Path) -> None:
     if isinstance(node, Mapping):
         target = node.get("_target_")
         if target is not None:
-            try:
-                obj = get_method(str(target)) if "." in str(target) else None
-            except Exception:
-                obj = None
+            target = str(target)
+            obj = None
+            if any(target.startswith(f"{p}.") for p in NETWORK_PACKAGES):  # before any import
+                try:
+                    obj = get_method(target)
+                except Exception:
+                    obj = None
+            module = str(getattr(obj, "__module__", ""))
+            known = any(module == p or module.startswith(f"{p}.") for p in NETWORK_PACKAGES)
             network = isinstance(obj, type) and issubclass(obj, nn.Module)
-            if (
-                obj is None
-                or not (network or obj is build_backbone)
-                or not str(getattr(obj, "__module__", "")).startswith(NETWORK_PACKAGE)
-            ):
+            if not known or not (network or obj is build_backbone):
                 raise CheckpointError(
                     f"checkpoint {path} names _target_ {target!r}, which is not a network of "
-                    f"{NETWORK_PACKAGE}; refusing to build it"
+                    f"{', '.join(NETWORK_PACKAGES)}; refusing to build it"
                 )
         for value in node.values():
             _check_targets(value, path)

@@ -4,6 +4,7 @@ validation/test metrics."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,22 @@ class FewShotSegmentationModule(L.LightningModule):
         self.test_miou = ClassMIoU(n_test_classes)
         self.test_fbiou = FBIoU()
         self.test_results: dict[str, Any] = {}
+
+    def on_train_start(self) -> None:
+        """Warn about modules left in eval mode outside the frozen backbone (Lightning's own
+        warning counts the backbone's BatchNorms and is filtered, `sdaanet.console`)."""
+        stuck = [
+            n
+            for n, m in self.net.named_modules()
+            if not m.training and n.split(".")[0] != "backbone"
+        ]
+        if stuck:
+            warnings.warn(
+                f"{len(stuck)} module(s) outside the backbone are in eval mode at the start of "
+                f"training: {', '.join(stuck[:5])}",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits (B, C, H, W) for an episode batch; never reads the query mask."""

@@ -23,6 +23,7 @@ from sdaanet.checkpoint import (
 )
 from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, register_resolvers
+from sdaanet.console import quiet_lightning
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import DataConfigError, DataError, one_line
 from sdaanet.lit import FewShotSegmentationModule
@@ -87,6 +88,7 @@ def build_module(
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     """The Trainer of `cfg.trainer` with the configured loggers and callbacks."""
+    quiet_lightning()
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     precision = lightning_precision(

@@ -11,6 +11,7 @@ are recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -141,10 +142,8 @@ class PairSource(Source):
             "key": self._cache_key(),
             "areas": [{str(c): a for c, a in e.items()} for e in areas],
         }
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache folder: recomputed next time
             atomic_write(self.cache_path, json.dumps(data, separators=(",", ":")))
-        except OSError:  # a read-only cache folder: the areas are recomputed next time
-            pass
 
     def _compute_areas(self) -> list[dict[int, int]]:
         def areas_of(i: int) -> dict[int, int]:

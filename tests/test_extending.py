@@ -1,0 +1,44 @@
+"""Adding a method touches a network module, its config node and (outside the package) one
+registry line: a toy network trains, checkpoints, and evaluates through the same path."""
+
+import json
+
+import torch
+from omegaconf import OmegaConf
+from tests.helpers.toy import ToyNet
+
+from sdaanet import checkpoint, compose_config
+from sdaanet.eval import run as run_eval
+from sdaanet.train import run as run_train
+
+TOY = {"_target_": "tests.helpers.toy.ToyNet", "hidden": 4, "smooth_weight": 0.25}
+
+
+def test_a_toy_network_trains_checkpoints_and_evaluates(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "NETWORK_PACKAGES", [*checkpoint.NETWORK_PACKAGES, "tests"])
+    cfg = compose_config(["debug=tiny", "logger=csv", f"paths.output_dir={tmp_path / 't'}"])
+    cfg.model = OmegaConf.create(TOY)  # what conf/model/toy.yaml would hold
+    run_train(cfg)
+    rows = (tmp_path / "t" / "csv" / "metrics.csv").read_text().splitlines()
+    assert {"train/loss_main", "train/loss_smooth"} <= set(rows[0].split(","))
+    ckpt = tmp_path / "t" / "checkpoints" / "last.ckpt"
+    net, info = checkpoint.network_from_checkpoint(ckpt)
+    assert isinstance(net, ToyNet) and info["network"] == TOY
+    trained = torch.load(ckpt, weights_only=True)["state_dict"]["net.head.0.weight"]
+    assert torch.equal(net.head[0].weight, trained)
+    argv = [f"ckpt_path={ckpt}", "eval.seeds=[1]", f"paths.output_dir={tmp_path / 'e'}"]
+    run_eval(compose_config(argv, config_name="eval"), argv)
+    record = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert record["protocol"]["episodes"] == 6 and 0 <= record["summary"]["class_miou"]["mean"] <= 1
+
+
+def test_without_the_registry_line_the_toy_checkpoint_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "NETWORK_PACKAGES", [*checkpoint.NETWORK_PACKAGES, "tests"])
+    cfg = compose_config(["debug=tiny", "logger=csv", f"paths.output_dir={tmp_path}"])
+    cfg.model = OmegaConf.create(TOY)
+    run_train(cfg)
+    monkeypatch.undo()
+    import pytest
+
+    with pytest.raises(checkpoint.CheckpointError, match="not a network of sdaanet.models"):
+        checkpoint.network_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
