@@ -506,10 +506,11 @@ ROWS = [
     row("ckpt-corrupt", eval_ckpt(garbage_ckpt),
         Raises(CheckpointError, r"cannot read checkpoint .*junk\.ckpt")),
     row("ckpt-another-architecture", eval_ckpt(lambda c: c.ckpt, "model=pfenet"),
-        Raises(CheckpointMismatchError, r"unexpected \(\d+\): .*saam\..*; the checkpoint "
-                                        r"holds model=sdaanet backbone=resnet18")),
+        Raises(CheckpointMismatchError, r"model\.saam=False contradicts checkpoint .*last\.ckpt, "
+                                        r"which holds True")),
     row("ckpt-not-sdaanet", foreign_ckpt,
-        Raises(CheckpointError, r"checkpoint .*plain\.ckpt records no hyper_parameters")),
+        Raises(CheckpointError, r"checkpoint .*plain\.ckpt records no network \(not an sdaanet "
+                                r"checkpoint\? convert the authors' \.pth files with sdaanet-")),
     row("ckpt-backbone-weights-text-file", backbone_weights(b"hello world\n"),
         Raises(CheckpointError, r"backbone weights .*junk\.pth is not a torch checkpoint, or is "
                                 r"truncated \(KeyError: 101\)")),

@@ -299,7 +299,7 @@ def test_bad_checkpoints_sizes_and_devices(ckpt, files, tmp_path, monkeypatch):
 def test_default_size_is_the_checkpoints_evaluation_size(ckpt, tmp_path):
     assert load_predictor(ckpt).size == SIZE  # recorded from data.val_size at training
     old = copy.deepcopy(read_checkpoint(ckpt))
-    del old["hyper_parameters"]["input_size"]  # checkpoints from before the field existed
+    old["hyper_parameters"]["description"]["input_size"] = None  # e.g. a converted checkpoint
     torch.save(old, tmp_path / "old.ckpt")
     assert load_predictor(tmp_path / "old.ckpt").size == 473
 

@@ -1,0 +1,58 @@
+"""Hydra/OmegaConf glue: the config directory, resolvers and `compose_config`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(os.environ.get("SDAANET_CONF", Path(__file__).resolve().parent / "conf"))
+
+
+def _root_dir() -> Path:
+    """Where `data/` and `logs/` live: $SDAANET_ROOT, else the source checkout of an editable
+    install (the folder holding pyproject.toml), else the current directory (a wheel install)."""
+    if os.environ.get("SDAANET_ROOT"):
+        return Path(os.environ["SDAANET_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "sdaanet").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+ROOT_DIR = _root_dir()
+
+
+def _output_dir(fallback: str) -> str:
+    """The Hydra run dir when Hydra launched us (each multirun job has its own), else `fallback`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.output_dir
+    return fallback
+
+
+def register_resolvers() -> None:
+    """Register `${sdaanet.root:}` and `${sdaanet.output_dir:fallback}` once."""
+    if not OmegaConf.has_resolver("sdaanet.root"):
+        OmegaConf.register_new_resolver("sdaanet.root", lambda: str(ROOT_DIR))
+    if not OmegaConf.has_resolver("sdaanet.output_dir"):
+        OmegaConf.register_new_resolver("sdaanet.output_dir", _output_dir)
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+    """Compose `conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main.
+
+    Example: `compose_config(["data=pascal", "shot=5", "model.kshot_strategy=separate"])`.
+    `paths.output_dir` is resolved once, so every later access sees the same directory.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides or []))
+    cfg.paths.output_dir = str(cfg.paths.output_dir)
+    return cfg

@@ -1,0 +1,55 @@
+"""Episodic few-shot data: fold splits, sources, episodes, transforms and the datamodules."""
+
+import cv2
+
+from sdaanet.data.episodes import (
+    EpisodeDataset,
+    EpisodeIndex,
+    EpisodeSampler,
+    build_index,
+    collate_episodes,
+)
+from sdaanet.data.folds import class_names, fold_classes, novel_classes, rule_folds
+from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+
+# OpenCV's worker pool does not survive fork(): a DataLoader worker forked after the main process
+# ran a threaded cv2 call deadlocks on its first one. Loading is parallel across workers instead.
+cv2.setNumThreads(0)
+
+DATAMODULES = (
+    "EpisodicDataModule",
+    "SyntheticDataModule",
+    "PascalDataModule",
+    "CocoDataModule",
+    "FSS1000DataModule",
+    "FolderDataModule",
+)
+
+__all__ = [
+    *DATAMODULES,
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "EpisodeDataset",
+    "EpisodeIndex",
+    "EpisodeSampler",
+    "build_index",
+    "build_transform",
+    "class_names",
+    "collate_episodes",
+    "fold_classes",
+    "novel_classes",
+    "rule_folds",
+]
+
+
+def __getattr__(name: str):
+    # the datamodules pull in Lightning; import them only when asked for
+    if name in DATAMODULES:
+        from sdaanet.data import modules
+
+        if name == "EpisodicDataModule":
+            from sdaanet.data.datamodule import EpisodicDataModule
+
+            return EpisodicDataModule
+        return getattr(modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,447 @@
+"""Few-shot episodes over any source (digest §4.2-4.3), deterministic per (seed, key).
+
+Index (``build_index``): an image enters the query list if it holds at least one class of the
+split's class list covering ``>= min_area`` pixels at its original resolution; it enters the image
+list of every such class. A query's candidate target classes are all classes of the split's list it
+holds (any area, as in the authors' code), unless ``strict_query_classes``. A class with fewer
+than K+1 such images cannot give K supports besides the query: it is left out with a warning.
+
+Episode ``key`` -> ``(query, class, supports, transform seeds)``:
+
+- validation (``train=False``): query = ``queries[key % len(queries)]`` (list order, as the
+  authors), randomness from ``np.random.default_rng([seed, key])``.
+- training (``train=True``): ``epoch, j = divmod(key, len(dataset))``; query = the j-th entry of a
+  permutation of the query list drawn from ``(seed, epoch)`` (several permutations back to back if
+  an epoch is longer than the list), randomness from ``np.random.default_rng([seed, epoch, j])``.
+
+From that generator, in order: the target class (uniform over the query's candidates), for
+N-way episodes the N-1 other classes (uniform among the usable classes) and a random channel
+order, K distinct supports per class from its image list without the query, then one transform
+seed for the query and one per support. Nothing depends on the process, worker or call order,
+so the same key gives bitwise the same tensors with any ``num_workers``.
+
+``EpisodeSampler`` yields the keys of one epoch (``set_epoch``), sharded over DDP ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, default_collate
+
+from sdaanet.data.sources.base import Source
+
+Transform = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+_PERM_TAG = 1  # distinguishes the query-permutation stream from the episode streams
+
+
+@dataclass(frozen=True)
+class EpisodeIndex:
+    """Which images can be queries/supports for one split's class list."""
+
+    classes: tuple[int, ...]
+    queries: tuple[int, ...]  # source indices, in source (list) order
+    query_classes: tuple[tuple[int, ...], ...]  # candidate target classes per query
+    class_images: dict[int, tuple[int, ...]]  # class -> source indices (sorted), area >= min_area
+    excluded: dict[int, int]  # class -> its number of images, when fewer than min_images
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    @property
+    def usable(self) -> tuple[int, ...]:
+        """The classes episodes can target."""
+        return tuple(c for c in self.classes if c not in self.excluded)
+
+
+def build_index(
+    areas: Sequence[dict[int, int]],
+    classes: Sequence[int],
+    min_area: int,
+    *,
+    min_images: int = 1,
+    strict_query_classes: bool = False,
+    drop_images_with: Collection[int] = (),
+    skip_images: Collection[int] = (),
+) -> EpisodeIndex:
+    """Filter images per digest §4.2 from per-image class areas (class id -> pixel count).
+
+    A class with fewer than ``min_images`` images (area >= ``min_area``) is ``excluded``: never a
+    target, so an image whose only kept classes are excluded is no query. Images holding any pixel
+    of a class in ``drop_images_with`` are left out entirely (the stricter PASCAL-5i setting), as
+    are the images (source indices) in ``skip_images``.
+    """
+    classes = tuple(int(c) for c in classes)
+    wanted = set(classes)
+    dropped = set(drop_images_with)
+    skipped = set(skip_images)
+    class_images: dict[int, list[int]] = {c: [] for c in classes}
+    kept_per_image = []
+    for i, image_areas in enumerate(areas):
+        if i in skipped or (dropped and not dropped.isdisjoint(image_areas)):
+            kept = []
+        else:
+            kept = sorted(c for c, a in image_areas.items() if c in wanted and a >= min_area)
+        kept_per_image.append(kept)
+        for c in kept:
+            class_images[c].append(i)
+    excluded = {c: len(v) for c, v in class_images.items() if len(v) < min_images}
+    queries: list[int] = []
+    query_classes: list[tuple[int, ...]] = []
+    for i, kept in enumerate(kept_per_image):
+        kept = [c for c in kept if c not in excluded]
+        if not kept:
+            continue
+        queries.append(i)
+        if strict_query_classes:
+            query_classes.append(tuple(kept))
+        else:
+            # any area, but only classes that have enough support images
+            held = areas[i]
+            query_classes.append(
+                tuple(sorted(c for c in held if c in wanted and c not in excluded))
+            )
+    return EpisodeIndex(
+        classes=classes,
+        queries=tuple(queries),
+        query_classes=tuple(query_classes),
+        class_images={c: tuple(v) for c, v in class_images.items()},
+        excluded=excluded,
+    )
+
+
+def binarize(label: np.ndarray, class_id: int) -> np.ndarray:
+    """class_id -> 1, 255 stays 255, everything else -> 0 (uint8)."""
+    return map_classes(label, (class_id,))
+
+
+def map_classes(label: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
+    """``class_ids[j]`` -> j+1, 255 stays 255, everything else -> 0 (uint8)."""
+    out = np.zeros(label.shape, dtype=np.uint8)
+    for j, c in enumerate(class_ids, 1):
+        out[label == c] = j
+    out[label == 255] = 255
+    return out
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    key: int
+    query: int  # source index
+    class_ids: tuple[int, ...]  # one per way, in channel order
+    class_indices: tuple[int, ...]  # positions in the split's class list
+    supports: tuple[tuple[int, ...], ...]  # per way, K source indices
+    seeds: tuple[int, ...]  # transform seeds: query first, then each support (way-major)
+
+    @property
+    def class_id(self) -> int:
+        return self.class_ids[0]
+
+
+class EpisodeDataset(Dataset):
+    """Episodes of one split as dicts of tensors (docs/interfaces.md).
+
+    Args:
+        source: the images of this split.
+        classes: the split's class list (``folds.fold_classes``).
+        shot: supports per class (K).
+        transform: ``(image, label, seed) -> (image float32 (3,H,W), label int64 (H,W))``.
+        seed: episode seed (training seed or ``val_seed``); must be >= 0.
+        train: training keys (fresh query order and draws per epoch) or validation keys.
+        episodes: episodes per epoch / validation episodes (None: one per query).
+        min_area: minimum class area in pixels at the original resolution.
+        return_raw_label: also return ``raw_query_mask``, the query label mapped like
+            ``query_mask`` before the transform (original size; ``collate_episodes`` pads it),
+            ``raw_size`` (h, w) and ``raw_valid`` (the top-left region of the input that shows
+            the image, ``transform.valid_hw``; the rest is padding).
+        strict_query_classes: draw the target only among the query's classes >= ``min_area``.
+        ways: classes per episode. 1: the binary episodes of the paper. N > 1 (multi-class mode):
+            N distinct classes, ``shot`` supports each, the query holds at least one of them; the
+            query label maps the n-th class to n (1..N) in support order.
+        drop_images_with: leave out every image holding any of these classes (e.g. the novel
+            classes when training, for the stricter protocol).
+        skip_images: source indices to leave out (e.g. a held-out part of the training images).
+        class_names: id -> name, for messages.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        classes: Sequence[int],
+        shot: int,
+        transform: Transform,
+        *,
+        seed: int = 0,
+        train: bool = False,
+        episodes: int | None = None,
+        min_area: int = 2 * 32 * 32,
+        return_raw_label: bool = False,
+        strict_query_classes: bool = False,
+        ways: int = 1,
+        drop_images_with: Collection[int] = (),
+        skip_images: Collection[int] = (),
+        class_names: Mapping[int, str] | None = None,
+        index: EpisodeIndex | None = None,
+    ) -> None:
+        if shot < 1:
+            raise ValueError(f"shot must be >= 1, got {shot}")
+        if ways < 1:
+            raise ValueError(f"ways must be >= 1, got {ways}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.source = source
+        self.shot = int(shot)
+        self.ways = int(ways)
+        self.transform = transform
+        self.seed = int(seed)
+        self.train = bool(train)
+        self.return_raw_label = return_raw_label
+        if index is None:
+            index = build_index(
+                source.class_areas(),
+                classes,
+                min_area,
+                min_images=self.shot + 1,
+                strict_query_classes=strict_query_classes,
+                drop_images_with=drop_images_with,
+                skip_images=skip_images,
+            )
+        self.index = index
+        self.classes = self.index.classes
+        self._class_pos = {c: i for i, c in enumerate(self.classes)}
+        names = class_names or {}
+        if self.index.excluded:
+            detail = ", ".join(
+                f"class {c} ({names.get(c, c)}): {n} images" for c, n in self.index.excluded.items()
+            )
+            warnings.warn(
+                f"{source.name}: left out of the episodes, having fewer than shot+1 = "
+                f"{self.shot + 1} images with >= {min_area} pixels: {detail}",
+                stacklevel=2,
+            )
+        if not self.index.queries:
+            raise ValueError(
+                f"no {source.name} image holds a class of {list(self.classes)} with >= "
+                f"{min_area} pixels in >= {self.shot + 1} images; nothing to build episodes from"
+            )
+        self._usable = self.index.usable
+        if self.ways > len(self._usable):
+            raise ValueError(
+                f"ways={self.ways} but only {len(self._usable)} classes of this split have "
+                f">= {self.shot + 1} images: use ways <= {len(self._usable)} or another fold"
+            )
+        # N-way: the query's anchor class is one it holds with >= min_area pixels, so that it
+        # survives the transform (the binary episodes keep the authors' any-area rule)
+        self._strict: list[tuple[int, ...]] = []
+        if self.ways > 1:
+            pools = {c: set(v) for c, v in self.index.class_images.items()}
+            for q, cands in zip(self.index.queries, self.index.query_classes, strict=True):
+                self._strict.append(tuple(c for c in cands if q in pools[c]))
+                if not self._strict[-1]:
+                    raise ValueError(
+                        f"{source.describe(q)}: the query holds no class of this split with >= "
+                        f"{min_area} pixels; an N-way episode's query must hold a support class"
+                    )
+        self.episodes = len(self.index.queries) if episodes is None else int(episodes)
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        self._pools = {c: np.asarray(v, dtype=np.int64) for c, v in self.index.class_images.items()}
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.episodes
+
+    # -- planning ---------------------------------------------------------------------------
+    def _permutation(self, epoch: int, block: int) -> np.ndarray:
+        key = (epoch, block)
+        perm = self._perms.get(key)
+        if perm is None:
+            rng = np.random.default_rng([self.seed, _PERM_TAG, epoch, block])
+            perm = rng.permutation(len(self.index.queries))
+            if len(self._perms) > 4:
+                self._perms.clear()
+            self._perms[key] = perm
+        return perm
+
+    def _supports(self, rng: np.random.Generator, class_id: int, query: int) -> tuple[int, ...]:
+        """K distinct images of ``class_id``, never the query."""
+        pool = self._pools[class_id]
+        pos_q = int(np.searchsorted(pool, query))
+        holds_query = pos_q < len(pool) and pool[pos_q] == query
+        picks = rng.choice(len(pool) - int(holds_query), size=self.shot, replace=False)
+        if holds_query:
+            picks = picks + (picks >= pos_q)
+        return tuple(int(pool[p]) for p in picks)
+
+    def describe_episode(self, key: int) -> str:
+        """The files of episode ``key``: its class, query and supports (for error messages)."""
+        plan = self.plan(key)
+        supports = ", ".join(self.source.describe(i) for way in plan.supports for i in way)
+        return (
+            f"episode {key} (class {plan.class_ids}): query {self.source.describe(plan.query)}, "
+            f"supports {supports}"
+        )
+
+    def plan(self, key: int) -> EpisodePlan:
+        """Which images and classes make episode ``key`` (no pixels are loaded)."""
+        key = int(key)
+        if key < 0:
+            raise IndexError(f"episode keys are >= 0, got {key}")
+        n_queries = len(self.index.queries)
+        if self.train:
+            epoch, j = divmod(key, self.episodes)
+            block, pos = divmod(j, n_queries)
+            q = int(self._permutation(epoch, block)[pos])
+            rng = np.random.default_rng([self.seed, epoch, j])
+        else:
+            q = key % n_queries
+            rng = np.random.default_rng([self.seed, key])
+        query = self.index.queries[q]
+        candidates = self.index.query_classes[q]
+        if self.ways > 1:  # the query's own class must survive the transform: >= min_area
+            candidates = self._strict[q]
+        class_ids = (candidates[int(rng.integers(len(candidates)))],)
+        if self.ways > 1:
+            others = [c for c in self._usable if c != class_ids[0]]
+            picked = [others[i] for i in rng.choice(len(others), self.ways - 1, replace=False)]
+            chosen = [*class_ids, *picked]
+            class_ids = tuple(chosen[i] for i in rng.permutation(self.ways))
+        supports = tuple(self._supports(rng, c, query) for c in class_ids)
+        n_seeds = 1 + self.ways * self.shot
+        seeds = tuple(int(s) for s in rng.integers(0, 2**32, size=n_seeds))
+        return EpisodePlan(
+            key=key,
+            query=query,
+            class_ids=class_ids,
+            class_indices=tuple(self._class_pos[c] for c in class_ids),
+            supports=supports,
+            seeds=seeds,
+        )
+
+    # -- loading ----------------------------------------------------------------------------
+    def _view(
+        self, i: int, class_ids: Sequence[int], seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image, label = self.source.load(i)
+        raw = map_classes(label, class_ids)
+        image_t, mask_t = self.transform(image, raw, seed)
+        return image_t, mask_t, raw
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        p = self.plan(key)
+        q_img, q_mask, q_raw = self._view(p.query, p.class_ids, p.seeds[0])
+        s_imgs, s_masks = [], []
+        seeds = iter(p.seeds[1:])
+        for class_id, images in zip(p.class_ids, p.supports, strict=True):
+            for i in images:
+                img, mask, _ = self._view(i, (class_id,), next(seeds))
+                s_imgs.append(img)
+                s_masks.append(mask)
+        support_images = torch.from_numpy(np.stack(s_imgs))
+        support_masks = torch.from_numpy(np.stack(s_masks))
+        class_id = torch.tensor(p.class_ids, dtype=torch.int64)
+        class_index = torch.tensor(p.class_indices, dtype=torch.int64)
+        if self.ways == 1:
+            class_id, class_index = class_id[0], class_index[0]
+        else:
+            support_images = support_images.unflatten(0, (self.ways, self.shot))
+            support_masks = support_masks.unflatten(0, (self.ways, self.shot))
+        item = {
+            "query_image": torch.from_numpy(q_img),
+            "query_mask": torch.from_numpy(q_mask),
+            "support_images": support_images,
+            "support_masks": support_masks,
+            "class_id": class_id,
+            "class_index": class_index,
+            "episode_index": torch.tensor(p.key, dtype=torch.int64),
+        }
+        if self.return_raw_label:
+            item["raw_query_mask"] = torch.from_numpy(q_raw.astype(np.int64))
+            item["raw_size"] = torch.tensor(q_raw.shape, dtype=torch.int64)
+            valid = getattr(self.transform, "valid_hw", lambda h, w: q_mask.shape)(*q_raw.shape)
+            item["raw_valid"] = torch.tensor(valid, dtype=torch.int64)
+        return item
+
+
+def collate_episodes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``default_collate``, but original-size ``raw_query_mask``s are padded with 255 (ignore)
+    at the bottom/right to the largest one; ``raw_size`` keeps each one's (h, w)."""
+    raw = [item.pop("raw_query_mask") for item in items if "raw_query_mask" in item]
+    batch = default_collate(items)
+    if raw:
+        h = max(r.shape[0] for r in raw)
+        w = max(r.shape[1] for r in raw)
+        padded = torch.full((len(raw), h, w), 255, dtype=torch.int64)
+        for b, r in enumerate(raw):
+            padded[b, : r.shape[0], : r.shape[1]] = r
+        batch["raw_query_mask"] = padded
+    return batch
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EpisodeSampler(Sampler[int]):
+    """Episode keys of one epoch, sharded over DDP ranks.
+
+    ``shuffle=True`` (training): epoch e yields keys ``e*N .. e*N+N-1`` (N = ``num_episodes``), so
+    every epoch has new queries order and new draws (the dataset decodes the epoch from the key);
+    call ``set_epoch`` (Lightning does). ``shuffle=False`` (validation/test): keys ``0..N-1`` every
+    epoch, i.e. the same episodes.
+
+    Rank and world size are read from ``torch.distributed`` at iteration time unless given. Rank r
+    gets keys ``r::world``. With ``pad=True`` (default for training) the key list is padded by
+    wrapping around so every rank gets ``ceil(N/world)`` keys; with ``pad=False`` (default for
+    validation) nothing is repeated and ranks may differ by one key.
+    """
+
+    def __init__(
+        self,
+        num_episodes: int,
+        shuffle: bool = True,
+        pad: bool | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        if num_episodes < 1:
+            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+        self.num_episodes = int(num_episodes)
+        self.shuffle = shuffle
+        self.pad = shuffle if pad is None else pad
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rank_world(self) -> tuple[int, int]:
+        rank, world = _dist_rank_world()
+        rank = rank if self.rank is None else self.rank
+        world = world if self.world_size is None else self.world_size
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside world size {world}")
+        return rank, world
+
+    def _shard(self) -> range | np.ndarray:
+        rank, world = self._rank_world()
+        n = self.num_episodes
+        base = self.epoch * n if self.shuffle else 0
+        if not self.pad or n % world == 0:
+            return range(base + rank, base + n, world)
+        total = math.ceil(n / world) * world
+        return base + np.arange(rank, total, world) % n
+
+    def __iter__(self) -> Iterator[int]:
+        return (int(k) for k in self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())

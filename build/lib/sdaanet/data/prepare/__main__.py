@@ -1,0 +1,5 @@
+import sys
+
+from sdaanet.data.prepare import main
+
+sys.exit(main())

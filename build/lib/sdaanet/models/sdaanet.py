@@ -1,0 +1,364 @@
+"""SD-AANet (paper Fig. 3) and, with both modules off, the PFENet baseline (Table IV).
+
+backbone (frozen) -> Q = down_query(cat[l3, l2]), S_k = down_supp(...) -> prototypes
+p_k = GAP(S_k, m_k) -> SAAM attention (optional) + PFENet prior -> SDPM (optional) -> FEM decoder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .backbones import Backbone
+from .layers import FEMDecoder, PriorMask, masked_gap, resize, segmentation_ce
+from .saam import SAAM
+from .sdpm import SDPM, check_switches
+
+MIN_SIZE = 65
+
+# The authors' checkpoint key prefixes (after stripping ``module.``) -> ours (a 1:1 rename).
+AUTHORS_KEY_PREFIXES: dict[str, str] = {
+    **{f"layer{i}.": f"backbone.layer{i}." for i in range(5)},
+    "down_query.": "down_query.",
+    "down_supp.": "down_supp.",
+    "se_supp.": "sdpm.se_supp.",
+    "simple_mask.": "saam.simple_mask.",
+    "s_cls.": "saam.s_cls.",
+    "q_maskgeneration.": "saam.q_maskgeneration.",
+    **{
+        f"{m}.": f"decoder.{m}."
+        for m in ("init_merge", "alpha_conv", "beta_conv", "inner_cls", "res1", "res2", "cls")
+    },
+}
+
+
+class TrainOutput(NamedTuple):
+    """Training-mode output of a network: its logits and its named, unweighted loss terms (the
+    LightningModule weights them by the network's ``loss_weights``).
+
+    SD-AANet's terms: ``main`` CE (ignore 255) of the final logits, ``aux`` the mean auxiliary
+    CE over the pyramid bins (D13), ``kd`` the self-distillation loss (0 when SDPM is off),
+    ``saam`` the SAAM support CE (0 when SAAM is off); Eq. 12 weights them 1, aux_weight,
+    alpha, beta.
+    """
+
+    logits: Tensor  # (B,C,H,W)
+    losses: dict[str, Tensor]
+
+
+class SDAANetTrace(NamedTuple):
+    """What the network computed for an episode (eval mode), for the paper's analysis figures."""
+
+    logits: Tensor  # (B,2,H,W)
+    prior: Tensor  # (B,1,H,W) PFENet prior (input size from `trace()`, else feature size)
+    attention: Tensor | None  # (B,1,H,W) SAAM query attention (Fig. 10), sized as the prior
+    prototype: Tensor  # (B,C) mean masked-GAP support prototype (Fig. 8, "raw")
+    sdpm_prototype: Tensor | None  # (B,C) SDPM-reweighted prototype, Eq. 3 (Fig. 8)
+
+
+def _shape(x: Tensor) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _check_labels(name: str, labels: Tensor) -> None:
+    valid = (labels == 0) | (labels == 1) | (labels == 255)
+    if not bool(valid.all()):
+        bad = torch.unique(labels[~valid])[:5].tolist()
+        raise ValueError(f"{name} must contain only 0, 1 and 255 (ignore); found {bad}")
+
+
+class SDAANet(nn.Module):
+    """SD-AANet few-shot segmenter.
+
+    ``forward(query (B,3,H,W), support_images (B,K,3,H,W), support_masks (B,K,H,W),
+    query_mask=None)``. Any H, W >= 65 works: the final logits are bilinearly resized
+    (align_corners=True) to (H, W). Masks hold 0 / 1 / 255 (ignore).
+
+    * eval mode: returns logits (B,2,H,W). ``query_mask`` is ignored (D12), so the output is
+      identical whether or not it is given; the KD term and the SAAM support branch are skipped.
+    * train mode: ``query_mask`` is required; returns ``TrainOutput``.
+
+    ``sdpm=False`` uses p = mean_k p_k and the un-reweighted Q (PFENet); ``saam=False`` drops
+    the attention channel. With both off the decoder uses PFENet's concat order [Q, p, prior]
+    (so PFENet checkpoints map 1:1), otherwise SD-AANet's [p, Q, prior(, attn)].
+
+    Every argument's default lives in ``conf/model/sdaanet.yaml`` (the authors' code); build
+    one with ``hydra.utils.instantiate(cfg.model)``. ``alpha``, ``beta`` and ``aux_weight`` are
+    the loss weights of Eq. 12 (+ D13), exposed as ``loss_weights``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        shot: int,
+        ppm_scales: Sequence[float],
+        reduce_dim: int,
+        dropout: float,
+        sdpm: bool,
+        saam: bool,
+        kshot_strategy: str,
+        teacher: str,
+        query_reweight: str,
+        kd_temperature: float,
+        kd_alpha: float,
+        mask_eps: float,
+        alpha: float,
+        beta: float,
+        aux_weight: float,
+    ) -> None:
+        super().__init__()
+        check_switches(teacher, kshot_strategy, query_reweight)
+        if reduce_dim < 4 or reduce_dim % 4:
+            raise ValueError(f"reduce_dim must be a positive multiple of 4, got {reduce_dim}")
+        if not ppm_scales:
+            raise ValueError("ppm_scales must list at least one decoder bin")
+        self.shot = int(shot)
+        self.mask_eps = float(mask_eps)
+        self.loss_weights = {
+            "main": 1.0, "aux": float(aux_weight), "kd": float(alpha), "saam": float(beta)
+        }  # fmt: skip
+        self.backbone = backbone
+        self.down_query = self._reduce(backbone.mid_channels, reduce_dim, dropout)
+        self.down_supp = self._reduce(backbone.mid_channels, reduce_dim, dropout)
+        self.prior_mask = PriorMask()
+        self.fast = False  # the fast path (sdaanet.runtime): batched backbone, masked prior
+        self.sdpm = (
+            SDPM(
+                reduce_dim,
+                teacher=teacher,
+                kshot_strategy=kshot_strategy,
+                query_reweight=query_reweight,
+                kd_temperature=kd_temperature,
+                kd_alpha=kd_alpha,
+                mask_eps=mask_eps,
+            )
+            if sdpm
+            else None
+        )
+        self.saam = SAAM(reduce_dim) if saam else None
+        self.decoder = self._decoder(reduce_dim, ppm_scales)
+
+    def _decoder(self, dim: int, ppm_scales: Sequence[float]) -> FEMDecoder:
+        """FEM decoder over [p, Q, prior(, attention)] (PFENet's order with both modules off)."""
+        saam = self.saam is not None
+        return FEMDecoder(
+            dim,
+            ppm_scales,
+            extra_channels=1 + int(saam),
+            sdaanet_order=self.sdpm is not None or saam,
+        )
+
+    @staticmethod
+    def _reduce(cin: int, cout: int, dropout: float) -> nn.Sequential:
+        """Conv1x1 (no bias), ReLU, Dropout2d (digest 1.2; keys ``.0.weight``)."""
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True), nn.Dropout2d(dropout)
+        )
+
+    def learnable_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter outside the frozen backbone."""
+        for name, p in self.named_parameters():
+            if not name.startswith("backbone."):
+                yield p
+
+    # ------------------------------------------------------------------ inputs
+    def _check_inputs(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> None:
+        for name, x in [
+            ("query", query),
+            ("support_images", support_images),
+            ("support_masks", support_masks),
+        ]:
+            if not isinstance(x, Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if query.dim() != 4 or query.shape[1] != 3:
+            raise ValueError(f"query must have shape (B,3,H,W), got {_shape(query)}")
+        b = query.shape[0]
+        if support_images.dim() != 5 or support_images.shape[2] != 3:
+            raise ValueError(
+                f"support_images must have shape (B,K,3,H,W), got {_shape(support_images)}"
+            )
+        if support_masks.dim() != 4:
+            raise ValueError(
+                f"support_masks must have shape (B,K,H,W), got {_shape(support_masks)}"
+            )
+        bs, k = support_images.shape[:2]
+        if bs != b or k < 1:
+            raise ValueError(
+                f"support_images must have shape (B={b},K>=1,3,H,W), got {_shape(support_images)}"
+            )
+        if support_masks.shape[:2] != support_images.shape[:2]:
+            raise ValueError(
+                f"support_masks must have shape (B,K,H,W) = ({b},{k},H,W) matching "
+                f"support_images (K={k} images), got {_shape(support_masks)}"
+            )
+        if support_masks.shape[-2:] != support_images.shape[-2:]:
+            raise ValueError(
+                f"support_masks must have the spatial size of support_images "
+                f"{tuple(support_images.shape[-2:])}, got {_shape(support_masks)}"
+            )
+        for name, x in [("query", query), ("support_images", support_images)]:
+            if min(x.shape[-2:]) < MIN_SIZE:
+                raise ValueError(
+                    f"{name} is {tuple(x.shape[-2:])} pixels; both sides must be >= {MIN_SIZE}"
+                )
+        _check_labels("support_masks", support_masks)
+        empty = ~(support_masks == 1).flatten(2).any(dim=2)
+        if bool(empty.any()):
+            warnings.warn(
+                f"support_masks: {int(empty.sum())} of {b * k} support masks have no foreground "
+                "pixel; their prototypes are zero and the prediction is unreliable",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _check_query_mask(self, query: Tensor, query_mask: Tensor | None) -> Tensor:
+        if query_mask is None:
+            raise ValueError(
+                "query_mask (B,H,W) is required in training mode (losses); "
+                "call model.eval() for inference without it"
+            )
+        b, _, h, w = query.shape
+        if not isinstance(query_mask, Tensor) or _shape(query_mask) != (b, h, w):
+            got = _shape(query_mask) if isinstance(query_mask, Tensor) else type(query_mask)
+            raise ValueError(f"query_mask must have shape (B,H,W) = ({b},{h},{w}), got {got}")
+        _check_labels("query_mask", query_mask)
+        return query_mask
+
+    # ---------------------------------------------------------------- features
+    def _backbone(
+        self, query: Tensor, support_images: Tensor, support_masks: Tensor
+    ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+        """Frozen features: query (mid, layer4); per shot (mid, layer4 of masked layer3, mask)."""
+        if self.fast and self.backbone.batch_safe:
+            return self._backbone_batched(query, support_images, support_masks)
+        q3, q_mid = self.backbone.mid(query)
+        return q_mid, self.backbone.high(q3), *self._support_features(support_images, support_masks)
+
+    def _backbone_batched(
+        self, query: Tensor, support_images: Tensor, support_masks: Tensor
+    ) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+        """``_backbone`` in two passes for the query and all K supports together (layers 0-3,
+        then layer4); equal to separate passes when BN uses running statistics."""
+        b = query.shape[0]
+        images = torch.cat([query, support_images.transpose(0, 1).flatten(0, 1)])
+        f3, mid = self.backbone.mid(images)
+        labels = (support_masks == 1).transpose(0, 1).flatten(0, 1)[:, None]
+        masks = resize(labels.to(f3.dtype), f3.shape[-2:])
+        high = self.backbone.high(torch.cat([f3[:b], f3[b:] * masks]))
+        return (
+            mid[:b], high[:b], list(mid[b:].split(b)), list(high[b:].split(b)), list(masks.split(b))
+        )  # fmt: skip
+
+    def _support_features(
+        self, support_images: Tensor, support_masks: Tensor
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per shot: mid features, layer4 of the masked layer3, and the mask m_k = (s == 1)
+        resized bilinearly to the layer3 size (soft)."""
+        s_mid, s_high, s_masks = [], [], []
+        for k in range(support_images.shape[1]):
+            s3, mid = self.backbone.mid(support_images[:, k])
+            m = resize((support_masks[:, k : k + 1] == 1).to(s3.dtype), s3.shape[-2:])
+            s_mid.append(mid)
+            s_high.append(self.backbone.high(s3 * m))  # PFENet trick (digest 1.2)
+            s_masks.append(m)
+        return s_mid, s_high, s_masks
+
+    @torch.no_grad()
+    def prior(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> Tensor:
+        """PFENet's training-free prior mask (digest 1.3), (B,1,H,W) in [0,1] at input size."""
+        self._check_inputs(query, support_images, support_masks)
+        q_mid, q4, _, s_high, s_masks = self._backbone(query, support_images, support_masks)
+        prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
+        return resize(prior, query.shape[-2:]).clamp_(0.0, 1.0)
+
+    # ----------------------------------------------------------------- forward
+    def forward(
+        self,
+        query: Tensor,
+        support_images: Tensor,
+        support_masks: Tensor,
+        query_mask: Tensor | None = None,
+    ) -> Tensor | TrainOutput:
+        """Segment the query. Eval: logits (B,2,H,W). Train: ``TrainOutput``."""
+        self._check_inputs(query, support_images, support_masks)
+        train = self.training
+        if train:
+            query_mask = self._check_query_mask(query, query_mask)
+            if self.saam is not None and query.shape[0] < 2:
+                raise ValueError(
+                    "query batch size must be >= 2 in training mode: SAAM's pyramid pooling "
+                    "BatchNorm needs more than one value per channel at bin 1"
+                )
+        trace, aux_logits, kd, saam_loss = self._run(
+            query, support_images, support_masks, query_mask if train else None
+        )
+        if not train:
+            return trace.logits
+        size = query.shape[-2:]
+        main = segmentation_ce(trace.logits, query_mask)
+        aux = torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits]).mean()
+        return TrainOutput(trace.logits, {"main": main, "aux": aux, "kd": kd, "saam": saam_loss})
+
+    @torch.no_grad()
+    def trace(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> SDAANetTrace:
+        """The eval-mode forward with its prior, SAAM attention and prototypes (Fig. 8, 10)."""
+        self._check_inputs(query, support_images, support_masks)
+        trace = self._run(query, support_images, support_masks, None)[0]
+        size = query.shape[-2:]
+        attention = None if trace.attention is None else resize(trace.attention, size)
+        return trace._replace(prior=resize(trace.prior, size).clamp(0.0, 1.0), attention=attention)
+
+    def _run(
+        self,
+        query: Tensor,
+        support_images: Tensor,
+        support_masks: Tensor,
+        query_mask: Tensor | None,
+    ) -> tuple[SDAANetTrace, list[Tensor], Tensor, Tensor]:
+        """Eq. 1-12 up to the logits; `query_mask` (training only) feeds SAAM's and SDPM's
+        losses. Returns the trace, the auxiliary logits, L_KD and L_SAAM."""
+        train = query_mask is not None
+        size = query.shape[-2:]
+        q_mid, q4, s_mid, s_high, s_masks = self._backbone(query, support_images, support_masks)
+
+        q = self.down_query(q_mid)
+        supports = [self.down_supp(mid) for mid in s_mid]
+        protos = [masked_gap(s, m, self.mask_eps) for s, m in zip(supports, s_masks, strict=True)]
+
+        extras = []
+        saam_loss = q.new_zeros(())
+        attn = None
+        if self.saam is not None:
+            attn, saam_loss = self.saam(q, supports, protos, support_masks if train else None)
+        prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
+        extras.append(resize(prior, q.shape[-2:]))
+        if attn is not None:
+            extras.append(attn)
+
+        kd = q.new_zeros(())
+        mean_proto = torch.stack(protos).mean(0)
+        sdpm_proto = None
+        if self.sdpm is not None:
+            mq = None
+            if train:  # M_q: nearest-resized hard query mask, only for the KD teacher (D12)
+                mq = F.interpolate((query_mask == 1).to(q.dtype)[:, None], q.shape[-2:])
+            q_dec, proto, kd = self.sdpm(q, protos, mq)
+            sdpm_proto = proto.flatten(1)
+        else:
+            q_dec, proto = q, mean_proto
+
+        logits, aux_logits = self.decoder(q_dec, proto, extras)
+        trace = SDAANetTrace(
+            resize(logits, size),
+            prior,
+            attn,
+            mean_proto.flatten(1),
+            sdpm_proto,
+        )
+        return trace, aux_logits, kd, saam_loss

@@ -1,0 +1,67 @@
+"""The fast path's switches (`conf/runtime/`): precision, memory format, compilation."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); emulated bf16 is far slower."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """`auto` -> bf16 on CUDA and on CPUs with native bf16, else fp32 (`device`: cpu | cuda)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"runtime.precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bf16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def autocast(runtime: Any, device: torch.device) -> AbstractContextManager:
+    """bf16 autocast on `device` where the runtime resolves to bf16, else a no-op context."""
+    if runtime is None or resolve_precision(runtime["precision"], device.type) != "bf16":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def trainer_device(accelerator: str) -> str:
+    """The device a Lightning `accelerator` setting will use: cuda or cpu."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+def lightning_precision(runtime: Any, accelerator: str, default: str) -> str:
+    """The Trainer's `precision`: bf16-mixed where the runtime resolves to bf16, else `default`."""
+    if runtime is None:
+        return default
+    bf16 = resolve_precision(runtime.precision, trainer_device(accelerator)) == "bf16"
+    return "bf16-mixed" if bf16 else default
+
+
+def apply_runtime(net: nn.Module, runtime: Any) -> nn.Module:
+    """Switch `net` to the configured path in place: `fast`, channels_last, torch.compile."""
+    if runtime is None:
+        return net
+    if hasattr(net, "fast"):
+        net.fast = bool(runtime.fast)
+    if runtime.channels_last:
+        net.to(memory_format=torch.channels_last)
+    if runtime.compile:
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True  # inference graphs: constant weights, BN folded into the convs
+        net.compile()
+    return net

@@ -1,0 +1,160 @@
+"""Training entry point: `python -m sdaanet.train [overrides]` (console script `sdaanet-train`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from sdaanet.checkpoint import (
+    AtomicCheckpointIO,
+    build_network,
+    describe,
+    load_compatible,
+    read_checkpoint,
+)
+from sdaanet.cli import entry_point
+from sdaanet.config import CONF_DIR, register_resolvers
+from sdaanet.console import quiet_lightning
+from sdaanet.data.datamodule import EpisodicDataModule
+from sdaanet.errors import DataConfigError, DataError, one_line
+from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.runtime import apply_runtime, lightning_precision
+from sdaanet.validate import check_config, precheck
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig, stage: str | None = None) -> EpisodicDataModule:
+    """The episodic datamodule of `cfg.data`; raises DataNotFoundError before any heavy work.
+
+    `stage=None` checks the files of every split, `"test"` only those of the test episodes.
+    """
+    try:
+        datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
+        datamodule.check(stage)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValueError) and not isinstance(cause, DataError):
+            raise DataConfigError(f"data config: {one_line(cause)}") from cause
+        raise cause or exc from None
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataConfigError(f"data config: {one_line(exc)}") from exc
+    n_novel = datamodule.n_test_classes
+    if datamodule.ways > n_novel:
+        raise DataConfigError(
+            f"data config: ways={datamodule.ways} but fold {datamodule.fold} has only {n_novel} "
+            f"novel classes; use data.ways <= {n_novel}"
+        )
+    return datamodule
+
+
+def build_module(
+    cfg: DictConfig,
+    datamodule: EpisodicDataModule | None = None,
+    net: nn.Module | None = None,
+    **evaluation: Any,
+) -> FewShotSegmentationModule:
+    """The network (`net`, else `cfg.model` instantiated) on the configured runtime path, in the
+    LightningModule with the configured optimiser and schedule; the metrics average over the
+    fold's classes (`datamodule`, else `cfg.data`'s). `evaluation`: `score_original`,
+    `multiscale` (see `FewShotSegmentationModule`)."""
+    if datamodule is None:
+        datamodule = instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed, _recursive_=False)
+    if net is None:
+        node = OmegaConf.to_container(cfg.model, resolve=True)
+        net = build_network(node, backbone_weights=True)
+    return FewShotSegmentationModule(
+        apply_runtime(net, cfg.get("runtime")),
+        n_test_classes=datamodule.n_test_classes,
+        n_val_classes=datamodule.n_val_classes,
+        optimizer=instantiate(cfg.optimizer) if cfg.get("optimizer") else None,
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        description=describe(cfg, datamodule.selection),
+        selection=datamodule.selection,
+        **evaluation,
+    )
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """The Trainer of `cfg.trainer` with the configured loggers and callbacks."""
+    quiet_lightning()
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    precision = lightning_precision(
+        cfg.get("runtime"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.precision
+    )
+    return instantiate(
+        cfg.trainer,
+        precision=precision,
+        logger=loggers or False,
+        callbacks=cbs,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.LightningDataModule]:
+    """Seed, build and fit as configured (resuming from `cfg.ckpt_path` if set)."""
+    datamodule = build_datamodule(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg, datamodule)
+    if cfg.get("ckpt_path"):  # a clear error, naming the file, before Lightning's resume
+        load_compatible(module.net, read_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.shot)
+    trainer = build_trainer(cfg)
+    log.info("output dir: %s", cfg.paths.output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    return trainer, module, datamodule
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and optionally test) as configured; returns the final metrics."""
+    check_config(cfg)
+    trainer, module, datamodule = fit(cfg)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path="best")
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if trainer.is_global_zero:
+        print(written(trainer, cfg.paths.output_dir))
+    return metrics
+
+
+def written(trainer: L.Trainer, output_dir: str) -> str:
+    """The line that ends a run: where it wrote its checkpoints and metric logs."""
+    ckpts = sorted(
+        {cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path}
+    )
+    logs = [
+        str(Path(logger.log_dir) / "metrics.csv") if hasattr(logger, "log_dir") else logger.save_dir
+        for logger in trainer.loggers
+    ]
+    return (
+        f"run {output_dir}: checkpoints {', '.join(ckpts) or 'none'}; "
+        f"logs {', '.join(str(x) for x in logs if x) or 'none'}"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@entry_point
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return run(cfg).get("val/class_miou")
+
+
+def main() -> None:
+    register_resolvers()
+    entry_point(precheck)("train", sys.argv[1:])  # one line, before Hydra makes a run folder
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

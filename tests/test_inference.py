@@ -1,0 +1,42 @@
+"""Multi-scale inference (Table V) as one wrapper, used by evaluation and predict."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.models.inference import MultiScale, inference
+
+
+class Doubler(torch.nn.Module):
+    """Logits that record the input size: channel 1 = mean query value x side / 100."""
+
+    def forward(self, query, images, masks):
+        b, _, h, w = query.shape
+        fg = query.mean(1, keepdim=True) * (h / 100)
+        return torch.cat([torch.zeros_like(fg), fg], 1)
+
+
+def test_multiscale_sums_the_softmax_of_every_side_at_the_input_size():
+    g = torch.Generator().manual_seed(0)
+    query = torch.rand(1, 3, 65, 65, generator=g)
+    images, masks = torch.rand(1, 1, 3, 65, 65, generator=g), torch.ones(1, 1, 65, 65).long()
+    net = Doubler()
+    got = MultiScale(net, [65, 97])(query, images, masks)
+    up = F.interpolate(query, (97, 97), mode="bilinear", align_corners=True)
+    at97 = F.interpolate(net(up, None, None), (65, 65), mode="bilinear", align_corners=True)
+    expected = net(query, None, None).softmax(1) + at97.softmax(1)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert inference(net, None) is net and inference(net, []) is net
+    with pytest.raises(ValueError, match="at least one side"):
+        MultiScale(net, [])
+
+
+def test_the_lightning_module_predicts_through_the_same_wrapper():
+    query = torch.rand(2, 3, 65, 65)
+    batch = {"query_image": query, "support_images": torch.rand(2, 1, 3, 65, 65),
+             "support_masks": torch.ones(2, 1, 65, 65).long()}  # fmt: skip
+    module = FewShotSegmentationModule(Doubler(), n_test_classes=2, multiscale=[65, 97])
+    expected = MultiScale(module.net, [65, 97])(*batch.values())
+    torch.testing.assert_close(module.predict(batch), expected, rtol=0, atol=0)
+    assert not any(k.startswith("infer") for k in module.state_dict())  # the net is stored once
