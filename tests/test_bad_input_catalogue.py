@@ -1,4 +1,4 @@
-"""The bad-input catalogue (README "Bad input"): one row per bad input, with the exact error type
+"""The bad-input catalogue (docs/bad-inputs.md): one row per bad input, with the exact error type
 the package raises and a message that names the offending file or value, or the documented
 conversion for inputs that are accepted."""
 
@@ -466,7 +466,7 @@ ROWS = [
     row("data-classes-tsv-id-0", bad_classes_tsv,
         Raises(DataError, r"classes\.tsv:2: class id 0 must be in 1-254")),
     row("data-empty-support-masks", no_support_for_the_fold,
-        Raises(ValueError, r"no folder image holds a class of \[1, 2\] with >= 1000 pixels"),
+        Raises(DataError, r"no folder image holds a class of \[1, 2\] with >= 1000 pixels"),
         pytest.mark.filterwarnings("ignore:folder. left out")),
     row("data-folder-fold-out-of-range", folder_fold_out_of_range,
         Raises(DataConfigError, r"fold must be an integer in 0\.\.2, got 9")),

@@ -49,7 +49,8 @@ def _put(settings: dict, key: str, value) -> None:
 
 def _parts(group: str, option: str) -> tuple[dict, list]:
     """`group/option.yaml`'s group selections (`override /group: option`, later wins) and its own
-    settings, after those of the options of the same group its defaults list includes."""
+    settings, after those of the configs of the same group its defaults list includes (an
+    option, or a shared file below the group merged `@_here_`)."""
     path = CONF_DIR / group / f"{option}.yaml"
     header = re.match(r"# @package (\S+)", path.read_text())
     package = header.group(1) if header else group
@@ -59,8 +60,8 @@ def _parts(group: str, option: str) -> tuple[dict, list]:
     for entry in content.pop("defaults", []):
         if entry == "_self_":
             continue
-        if isinstance(entry, str):  # another option of the same group
-            sub_selections, sub_own = _parts(group, entry)
+        if isinstance(entry, str):
+            sub_selections, sub_own = _parts(group, entry.removesuffix("@_here_"))
             selections.update(sub_selections)
             own.extend(sub_own)
         else:
@@ -160,7 +161,11 @@ def test_paper_defaults_are_the_authors_code():
     assert (m.alpha, m.beta, m.aux_weight) == (50.0, 0.5, 1.0)
     assert (m.teacher, m.query_reweight, m.kshot_strategy) == ("code", "code", "official")
     assert cfg.optimizer.lr == 0.025 and cfg.optimizer.momentum == 0.9
-    assert cfg.optimizer.weight_decay == 1e-4 and cfg.optimizer.poly_power == 0.9
+    assert cfg.optimizer.weight_decay == 1e-4 and cfg.scheduler.power == 0.9
+    assert (
+        cfg.optimizer._target_ == "torch.optim.SGD"
+        and cfg.scheduler._target_ == "sdaanet.lit.PolyLR"
+    )
 
 
 def test_unknown_group_option_and_key_raise_hydra_errors():

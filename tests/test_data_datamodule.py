@@ -1,11 +1,12 @@
 import time
+import warnings
 
 import hydra
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sdaanet.config import CONF_DIR
+from sdaanet.config import CONF_DIR, compose_config
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.data.modules import CocoDataModule, PascalDataModule, SyntheticDataModule
 from sdaanet.errors import DataNotFoundError
@@ -22,7 +23,7 @@ N_TEST = {"synthetic": 5, "pascal": 5, "coco": 20}
 
 def load(name, tmp_path, **overrides):
     cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)}, "shot": 1, "seed": 7})
-    cfg.data = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg.data = compose_config([f"data={name}"]).data  # with the shared data/base/default.yaml
     for key, value in overrides.items():
         OmegaConf.update(cfg, f"data.{key}", value)
     return cfg
@@ -32,6 +33,9 @@ def load(name, tmp_path, **overrides):
 def test_configs_have_the_shared_keys_and_instantiate(name, tmp_path):
     cfg = load(name, tmp_path)
     assert REQUIRED <= set(cfg.data.keys())
+    base = OmegaConf.load(CONF / "base" / "default.yaml")
+    own = OmegaConf.load(CONF / f"{name}.yaml")
+    assert [k for k in own if k in base and own[k] == base[k]] == []  # only what differs
     dm = hydra.utils.instantiate(cfg.data, shot=cfg.shot, seed=cfg.seed)
     assert isinstance(dm, EpisodicDataModule) and dm.name == name
     assert dm.shot == 1 and dm.seed == 7
@@ -92,6 +96,21 @@ def test_synthetic_datamodule_end_to_end(tmp_path):
     for v, t in zip(val, test, strict=True):
         assert torch.equal(v["query_image"], t["query_image"])
     assert dm.class_names[1] == "striped-disc"
+
+
+def test_pin_memory_only_with_cuda(tmp_path, monkeypatch):
+    small = {"num_workers": 0, "train_size": 33, "val_size": 33, "val_episodes": 2,
+             "train_episodes": 2, "batch_size": 2, "min_area": 64, "source.num_train": 150,
+             "source.num_val": 100, "source.image_size": 64, "pin_memory": True}  # fmt: skip
+    dm = hydra.utils.instantiate(load("synthetic", tmp_path, **small).data, shot=1, seed=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dm.train_dataloader().pin_memory and dm.val_dataloader().pin_memory
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*pin_memory")
+        for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+            assert loader.pin_memory is False
+            next(iter(loader))
 
 
 def test_bad_config_values():

@@ -3,15 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sdaanet.data.episodes import (
-    EpisodeDataset,
-    EpisodeSampler,
-    binarize,
-    build_index,
-    collate_episodes,
-    map_classes,
-)
+from sdaanet.data.episodes import EpisodeDataset, binarize, map_classes
 from sdaanet.data.folds import fold_classes
+from sdaanet.data.sampler import EpisodeSampler
 from sdaanet.data.sources.synthetic import SyntheticSource
 from sdaanet.data.transforms import build_transform
 
@@ -35,24 +29,6 @@ def make(src, train, shot=2, size=33, **kw):
     transform = build_transform("train" if train else "val", size)
     kw.setdefault("seed", 5 if train else 321)
     return EpisodeDataset(src, classes, shot, transform, train=train, min_area=MIN_AREA, **kw)
-
-
-def test_build_index_filters_by_split_and_area():
-    areas = [
-        {1: 100, 7: 10},  # 1 kept, 7 too small
-        {7: 64},  # kept (boundary)
-        {2: 63},  # nothing kept
-        {1: 64, 3: 500},  # 3 is not in the class list
-        {7: 200, 2: 5},  # 2 only as a small candidate
-        {2: 90},
-    ]
-    index = build_index(areas, [1, 2, 7], 64)
-    assert index.queries == (0, 1, 3, 4, 5)
-    assert index.class_images == {1: (0, 3), 2: (5,), 7: (1, 4)}
-    # candidates: every class of the list present (any area) that has images
-    assert index.query_classes == ((1, 7), (7,), (1,), (2, 7), (2,))
-    strict = build_index(areas, [1, 2, 7], 64, strict_query_classes=True)
-    assert strict.query_classes == ((1,), (7,), (1,), (7,), (2,))
 
 
 def test_binarize():
@@ -153,42 +129,6 @@ def test_raw_label_option(val_src):
     np.testing.assert_array_equal(raw.numpy(), binarize(label, p.class_id))
 
 
-def test_sampler_epochs_and_val_sharding():
-    train = EpisodeSampler(10, shuffle=True)
-    assert list(train) == list(range(10))
-    train.set_epoch(2)
-    assert list(train) == list(range(20, 30))
-    val = EpisodeSampler(10, shuffle=False)
-    val.set_epoch(5)
-    assert list(val) == list(range(10))
-    shards = [list(EpisodeSampler(11, shuffle=False, rank=r, world_size=2)) for r in range(2)]
-    assert sorted(shards[0] + shards[1]) == list(range(11))  # each episode exactly once
-    assert [len(EpisodeSampler(11, shuffle=False, rank=r, world_size=2)) for r in range(2)] == [
-        6,
-        5,
-    ]
-
-
-def test_sampler_pads_training_shards_evenly():
-    samplers = [EpisodeSampler(11, shuffle=True, rank=r, world_size=3) for r in range(3)]
-    for s in samplers:
-        s.set_epoch(1)
-    shards = [list(s) for s in samplers]
-    assert [len(s) for s in shards] == [4, 4, 4] == [len(s) for s in samplers]
-    flat = sum(shards, [])
-    assert set(flat) == set(range(11, 22)) and len(flat) == 12
-
-
-def test_sampler_reads_torch_distributed_at_iteration(monkeypatch):
-    sampler = EpisodeSampler(7, shuffle=False)
-    assert list(sampler) == list(range(7))
-    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    assert list(sampler) == [1, 3, 5] and len(sampler) == 3
-
-
 def test_n_way_episodes_map_classes_to_channels_in_support_order(val_src):
     ds = make(val_src, train=False, shot=1, ways=3, return_raw_label=True)
     areas = val_src.class_areas()
@@ -238,18 +178,6 @@ def test_drop_novel_images_removes_every_image_with_a_novel_pixel(train_src):
     for pool in strict.index.class_images.values():
         assert not with_novel & set(pool)
     assert set(strict.index.queries) == set(kept.index.queries) - with_novel
-
-
-def test_collate_pads_original_size_labels_with_ignore():
-    items = [
-        {"x": torch.zeros(2), "raw_query_mask": torch.ones(3, 5, dtype=torch.int64)},
-        {"x": torch.ones(2), "raw_query_mask": torch.zeros(4, 2, dtype=torch.int64)},
-    ]
-    batch = collate_episodes(items)
-    raw = batch["raw_query_mask"]
-    assert raw.shape == (2, 4, 5) and batch["x"].shape == (2, 2)
-    assert (raw[0, :3] == 1).all() and (raw[0, 3] == 255).all()
-    assert (raw[1, :, :2] == 0).all() and (raw[1, :, 2:] == 255).all()
 
 
 def test_evaluation_episodes_are_the_same_for_any_world_size_and_workers(val_src):

@@ -9,8 +9,9 @@ from PIL import Image
 from tests.helpers.cli import exit_code
 
 from sdaanet.data import prepare
-from sdaanet.data.episodes import EpisodeDataset, build_index
+from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.data.folds import fold_classes
+from sdaanet.data.index import build_index
 from sdaanet.data.modules import PascalDataModule
 from sdaanet.data.sources import PascalSource
 from sdaanet.data.sources.listfile import PairSource

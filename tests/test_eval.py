@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hydra.errors import MissingConfigException
 from torch import nn
 
 from sdaanet import compose_config
@@ -76,7 +77,7 @@ def test_multiscale_sums_softmax_of_each_scale_at_the_input_size():
         def forward(self, query, images, masks, query_mask=None):
             return net(query) + images.mean() + masks.float().mean()
 
-    m = FewShotSegmentationModule(Wrapped(), {}, 2, multiscale=[17, 33])
+    m = FewShotSegmentationModule(Wrapped(), 2, multiscale=[17, 33])
     batch = {
         "query_image": torch.randn(2, 3, 33, 33),
         "support_images": torch.randn(2, 1, 3, 33, 33),
@@ -197,14 +198,14 @@ def test_eval_is_repeatable_and_independent_of_workers(tmp_path, tiny_ckpt):
 
 
 def test_paper_label_mode_scores_at_the_original_size(tmp_path, tiny_ckpt):
-    cfg = _eval_cfg(tmp_path, tiny_ckpt, "eval.seeds=[1]", "eval.label_mode=paper")
+    cfg = _eval_cfg(tmp_path, tiny_ckpt, "eval.seeds=[1]", "label_mode=paper")
     run_eval(cfg)
     record = json.loads((tmp_path / "metrics.json").read_text())
     p = record["protocol"]
     assert p["val_transform"] == "val_paper" and p["input_size"] == 321
     assert p["scored_on"] == "original label size"
-    with pytest.raises(ValueError, match="eval.label_mode must be one of"):
-        run_eval(_eval_cfg(tmp_path, tiny_ckpt, "eval.label_mode=nope"))
+    with pytest.raises(MissingConfigException, match="Could not find 'label_mode/nope'"):
+        _eval_cfg(tmp_path, tiny_ckpt, "label_mode=nope")
 
 
 def test_checkpoints_selected_on_base_classes_say_so_in_the_protocol(tmp_path):

@@ -5,7 +5,8 @@ import torch
 from tests.helpers.networks import build
 
 from sdaanet import compose_config
-from sdaanet.data.episodes import EpisodeDataset, EpisodeIndex
+from sdaanet.data.episodes import EpisodeDataset
+from sdaanet.data.index import EpisodeIndex
 from sdaanet.data.sources.synthetic import SyntheticSource
 from sdaanet.data.transforms import build_transform
 from sdaanet.demo import prior_predictor

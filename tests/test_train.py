@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sdaanet import compose_config
-from sdaanet.checkpoint import load_network_weights, read_checkpoint
+from sdaanet.checkpoint import load_compatible, load_network_weights, read_checkpoint
 from sdaanet.errors import CheckpointMismatchError
 from sdaanet.eval import run as run_eval
 from sdaanet.train import build_datamodule, build_module, build_trainer, fit, run
@@ -132,11 +132,12 @@ def test_checkpoint_of_another_architecture_names_mismatched_keys(tmp_path):
     ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     other = build_module(_cfg(tmp_path, "model=pfenet")).net
     with pytest.raises(CheckpointMismatchError) as err:
-        load_network_weights(other, ckpt)
+        load_compatible(other, ckpt, tmp_path / "last.ckpt", shot=1)
     message = str(err.value)
     assert "unexpected (" in message and "saam.s_cls.bias" in message
     assert "decoder.init_merge.0.0.weight (16, 34, 1, 1) vs (16, 33, 1, 1)" in message
-    assert "model=sdaanet backbone=resnet18" in message
+    assert "last.ckpt: " in message
+    assert "the checkpoint holds SDAANet(backbone=resnet18, reduce_dim=16, sdpm, saam)" in message
     same = build_module(_cfg(tmp_path)).net
     load_network_weights(same, ckpt)
 

@@ -1,7 +1,9 @@
 """Checkpoints that describe themselves: what every checkpoint records (`describe`), reading
 one safely (`read_checkpoint`: tensors and plain containers only, never code), and rebuilding
-its network (`network_from_checkpoint`, used by eval, predict, convert, complexity and the
-notebook). Checkpoints of the previous format (`hyper_parameters.model_cfg`) keep loading."""
+its network: `network_from_checkpoint` (eval, predict and, through `load_predictor`, the
+notebook) over `build_network`, the one builder of a network node without backbone weights
+(also used by convert and complexity). Checkpoints of the previous format
+(`hyper_parameters.model_cfg`) keep loading."""
 
 from __future__ import annotations
 

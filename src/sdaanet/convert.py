@@ -14,6 +14,7 @@ reduce_dim, SDPM/SAAM switches, number of decoder bins) is inferred from the key
 and recorded as the checkpoint's network node (``hyper_parameters.description``); every key
 and shape is checked against the network that node builds, so a conversion is either complete
 or an error.
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """LightningModule: any network that returns logits and named loss terms, the terms weighted by
 the network's configured `loss_weights`, optimiser and schedule from config, and the episodic
-validation/test metrics."""
+validation/test metrics.
+
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -135,7 +136,9 @@ def written(trainer: L.Trainer, output_dir: str) -> str:
         {cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path}
     )
     logs = [
-        str(Path(logger.log_dir) / "metrics.csv") if hasattr(logger, "log_dir") else logger.save_dir
+        str(Path(logger.log_dir) / "metrics.csv")
+        if isinstance(logger, CSVLogger)
+        else f"{logger.save_dir} ({type(logger).__name__})"
         for logger in trainer.loggers
     ]
     return (

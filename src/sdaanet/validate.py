@@ -71,8 +71,9 @@ def _hydra_message(exc: BaseException) -> str:
 
 
 def precheck(config_name: str, argv: Sequence[str]) -> Any:
-    """Compose the command line's config and `check_config` it; a flag such as `--multirun`
-    or `--cfg` leaves the command line to Hydra (each job is checked when it starts)."""
+    """Compose the command line's config, `check_config` it, and check the training data's files
+    (train) or the checkpoint (eval); a flag such as `--multirun` or `--cfg` leaves the command
+    line to Hydra (each job is checked when it starts)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -85,4 +86,14 @@ def precheck(config_name: str, argv: Sequence[str]) -> Any:
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_hydra_message(exc)) from None
     check_config(cfg)
+    if config_name == "train":  # the dataset's files, before Hydra makes a run folder
+        from sdaanet.train import build_datamodule
+
+        build_datamodule(cfg)
+    elif cfg.get("mode") == "test":  # the checkpoint: missing, unreadable or unsafe
+        from sdaanet.checkpoint import read_checkpoint
+
+        if not cfg.get("ckpt_path"):
+            raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
+        read_checkpoint(cfg.ckpt_path)
     return cfg

@@ -6,6 +6,7 @@
 PFENet's deep-stem ``resnet*_v2.pth`` have no public direct URL: the command says where to get
 them. Downloads go to a temporary file in the cache that is renamed only once it is complete,
 loads with ``torch.load(weights_only=True)`` and matches the SHA-256 prefix in its name.
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from functools import cache
 
 LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -24,12 +23,17 @@ class _NoTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip:")
 
 
-@cache
+NOISE = (
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+
+
 def quiet_lightning() -> None:
-    """Install the filters once per process."""
+    """Install the filters (again where a `warnings.catch_warnings` block reset them)."""
     for name in LIGHTNING_LOGGERS:
-        logging.getLogger(name).addFilter(_NoTips())
-    warnings.filterwarnings(
-        "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
-    )
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+    for message in NOISE:  # filterwarnings moves an existing identical filter to the front
+        warnings.filterwarnings("ignore", message=message)

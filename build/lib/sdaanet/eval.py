@@ -22,6 +22,7 @@ Label modes (the `label_mode` group; they override the data's validation setting
 
 `mode=complexity` reports learnable parameters, FPS and peak memory of the baseline and SD-AANet
 (Table III, `sdaanet.complexity`); no checkpoint is needed.
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Both sum intersections and unions over all episodes before dividing, ignore label 255, and
 sync across DDP ranks by summing their states.
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

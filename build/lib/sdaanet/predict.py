@@ -57,7 +57,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
+from sdaanet.checkpoint import description, network_from_checkpoint, read_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.errors import CheckpointError, DataError, DataNotFoundError, PredictInputError
@@ -273,12 +273,13 @@ def load_predictor(
     dev = _device(device)
     path = Path(ckpt)
     checkpoint = read_checkpoint(path, hint="pass --ckpt <file>.ckpt")
-    net, info = network_from_checkpoint(path, checkpoint)
-    if "ways" in info["network"]:
+    ways = description(checkpoint, path)["network"].get("ways")
+    if ways:
         raise CheckpointError(
-            f"checkpoint {path} is a multi-class ({info['network']['ways']}-way) model; "
+            f"checkpoint {path} is a multi-class ({ways}-way) model; "
             "sdaanet-predict supports binary (1-way) checkpoints only"
         )
+    net, info = network_from_checkpoint(path, checkpoint)
     size = int(info["input_size"] or DEFAULT_SIZE)
     sides = tuple(int(s) for s in multiscale or ())
     return Predictor(net.to(dev), int(info["shot"]), size, dev, path, sides)

@@ -2,14 +2,11 @@
 
 import cv2
 
-from sdaanet.data.episodes import (
-    EpisodeDataset,
-    EpisodeIndex,
-    EpisodeSampler,
-    build_index,
-    collate_episodes,
-)
+from sdaanet.data.collate import collate_episodes
+from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.data.folds import class_names, fold_classes, novel_classes, rule_folds
+from sdaanet.data.index import EpisodeIndex, build_index
+from sdaanet.data.sampler import EpisodeSampler
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
 # OpenCV's worker pool does not survive fork(): a DataLoader worker forked after the main process

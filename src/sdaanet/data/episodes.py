@@ -1,11 +1,6 @@
-"""Few-shot episodes over any source (digest §4.2-4.3), deterministic per (seed, key).
+"""Few-shot episodes over any source (digest §4.3), deterministic per (seed, key).
 
-Index (``build_index``): an image enters the query list if it holds at least one class of the
-split's class list covering ``>= min_area`` pixels at its original resolution; it enters the image
-list of every such class. A query's candidate target classes are all classes of the split's list it
-holds (any area, as in the authors' code), unless ``strict_query_classes``. A class with fewer
-than K+1 such images cannot give K supports besides the query: it is left out with a warning.
-
+Which images can be queries and supports of which class comes from ``index.build_index``.
 Episode ``key`` -> ``(query, class, supports, transform seeds)``:
 
 - validation (``train=False``): query = ``queries[key % len(queries)]`` (list order, as the
@@ -18,101 +13,26 @@ From that generator, in order: the target class (uniform over the query's candid
 N-way episodes the N-1 other classes (uniform among the usable classes) and a random channel
 order, K distinct supports per class from its image list without the query, then one transform
 seed for the query and one per support. Nothing depends on the process, worker or call order,
-so the same key gives bitwise the same tensors with any ``num_workers``.
-
-``EpisodeSampler`` yields the keys of one epoch (``set_epoch``), sharded over DDP ranks.
+so the same key gives bitwise the same tensors with any ``num_workers``; ``sampler.EpisodeSampler``
+yields the keys of one epoch.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler, default_collate
+from torch.utils.data import Dataset
 
+from sdaanet.data.index import EpisodeIndex, build_index
 from sdaanet.data.sources.base import Source
+from sdaanet.errors import DataError
 
 Transform = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 _PERM_TAG = 1  # distinguishes the query-permutation stream from the episode streams
-
-
-@dataclass(frozen=True)
-class EpisodeIndex:
-    """Which images can be queries/supports for one split's class list."""
-
-    classes: tuple[int, ...]
-    queries: tuple[int, ...]  # source indices, in source (list) order
-    query_classes: tuple[tuple[int, ...], ...]  # candidate target classes per query
-    class_images: dict[int, tuple[int, ...]]  # class -> source indices (sorted), area >= min_area
-    excluded: dict[int, int]  # class -> its number of images, when fewer than min_images
-
-    def __len__(self) -> int:
-        return len(self.queries)
-
-    @property
-    def usable(self) -> tuple[int, ...]:
-        """The classes episodes can target."""
-        return tuple(c for c in self.classes if c not in self.excluded)
-
-
-def build_index(
-    areas: Sequence[dict[int, int]],
-    classes: Sequence[int],
-    min_area: int,
-    *,
-    min_images: int = 1,
-    strict_query_classes: bool = False,
-    drop_images_with: Collection[int] = (),
-    skip_images: Collection[int] = (),
-) -> EpisodeIndex:
-    """Filter images per digest §4.2 from per-image class areas (class id -> pixel count).
-
-    A class with fewer than ``min_images`` images (area >= ``min_area``) is ``excluded``: never a
-    target, so an image whose only kept classes are excluded is no query. Images holding any pixel
-    of a class in ``drop_images_with`` are left out entirely (the stricter PASCAL-5i setting), as
-    are the images (source indices) in ``skip_images``.
-    """
-    classes = tuple(int(c) for c in classes)
-    wanted = set(classes)
-    dropped = set(drop_images_with)
-    skipped = set(skip_images)
-    class_images: dict[int, list[int]] = {c: [] for c in classes}
-    kept_per_image = []
-    for i, image_areas in enumerate(areas):
-        if i in skipped or (dropped and not dropped.isdisjoint(image_areas)):
-            kept = []
-        else:
-            kept = sorted(c for c, a in image_areas.items() if c in wanted and a >= min_area)
-        kept_per_image.append(kept)
-        for c in kept:
-            class_images[c].append(i)
-    excluded = {c: len(v) for c, v in class_images.items() if len(v) < min_images}
-    queries: list[int] = []
-    query_classes: list[tuple[int, ...]] = []
-    for i, kept in enumerate(kept_per_image):
-        kept = [c for c in kept if c not in excluded]
-        if not kept:
-            continue
-        queries.append(i)
-        if strict_query_classes:
-            query_classes.append(tuple(kept))
-        else:
-            # any area, but only classes that have enough support images
-            held = areas[i]
-            query_classes.append(
-                tuple(sorted(c for c in held if c in wanted and c not in excluded))
-            )
-    return EpisodeIndex(
-        classes=classes,
-        queries=tuple(queries),
-        query_classes=tuple(query_classes),
-        class_images={c: tuple(v) for c, v in class_images.items()},
-        excluded=excluded,
-    )
 
 
 def binarize(label: np.ndarray, class_id: int) -> np.ndarray:
@@ -225,7 +145,7 @@ class EpisodeDataset(Dataset):
                 stacklevel=2,
             )
         if not self.index.queries:
-            raise ValueError(
+            raise DataError(
                 f"no {source.name} image holds a class of {list(self.classes)} with >= "
                 f"{min_area} pixels in >= {self.shot + 1} images; nothing to build episodes from"
             )
@@ -366,82 +286,3 @@ class EpisodeDataset(Dataset):
             valid = getattr(self.transform, "valid_hw", lambda h, w: q_mask.shape)(*q_raw.shape)
             item["raw_valid"] = torch.tensor(valid, dtype=torch.int64)
         return item
-
-
-def collate_episodes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """``default_collate``, but original-size ``raw_query_mask``s are padded with 255 (ignore)
-    at the bottom/right to the largest one; ``raw_size`` keeps each one's (h, w)."""
-    raw = [item.pop("raw_query_mask") for item in items if "raw_query_mask" in item]
-    batch = default_collate(items)
-    if raw:
-        h = max(r.shape[0] for r in raw)
-        w = max(r.shape[1] for r in raw)
-        padded = torch.full((len(raw), h, w), 255, dtype=torch.int64)
-        for b, r in enumerate(raw):
-            padded[b, : r.shape[0], : r.shape[1]] = r
-        batch["raw_query_mask"] = padded
-    return batch
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class EpisodeSampler(Sampler[int]):
-    """Episode keys of one epoch, sharded over DDP ranks.
-
-    ``shuffle=True`` (training): epoch e yields keys ``e*N .. e*N+N-1`` (N = ``num_episodes``), so
-    every epoch has new queries order and new draws (the dataset decodes the epoch from the key);
-    call ``set_epoch`` (Lightning does). ``shuffle=False`` (validation/test): keys ``0..N-1`` every
-    epoch, i.e. the same episodes.
-
-    Rank and world size are read from ``torch.distributed`` at iteration time unless given. Rank r
-    gets keys ``r::world``. With ``pad=True`` (default for training) the key list is padded by
-    wrapping around so every rank gets ``ceil(N/world)`` keys; with ``pad=False`` (default for
-    validation) nothing is repeated and ranks may differ by one key.
-    """
-
-    def __init__(
-        self,
-        num_episodes: int,
-        shuffle: bool = True,
-        pad: bool | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> None:
-        if num_episodes < 1:
-            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-        self.num_episodes = int(num_episodes)
-        self.shuffle = shuffle
-        self.pad = shuffle if pad is None else pad
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _rank_world(self) -> tuple[int, int]:
-        rank, world = _dist_rank_world()
-        rank = rank if self.rank is None else self.rank
-        world = world if self.world_size is None else self.world_size
-        if not 0 <= rank < world:
-            raise ValueError(f"rank {rank} outside world size {world}")
-        return rank, world
-
-    def _shard(self) -> range | np.ndarray:
-        rank, world = self._rank_world()
-        n = self.num_episodes
-        base = self.epoch * n if self.shuffle else 0
-        if not self.pad or n % world == 0:
-            return range(base + rank, base + n, world)
-        total = math.ceil(n / world) * world
-        return base + np.arange(rank, total, world) % n
-
-    def __iter__(self) -> Iterator[int]:
-        return (int(k) for k in self._shard())
-
-    def __len__(self) -> int:
-        return len(self._shard())

@@ -11,6 +11,7 @@
 All ResNets run at output stride 8: layer3 uses dilation 2 and layer4 dilation 4, both stride 1.
 The weights are frozen (``requires_grad=False``). With ``freeze_bn=False`` (the authors' code,
 D14) the BatchNorms follow ``train()``/``eval()``; with ``freeze_bn=True`` they always stay in eval.
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

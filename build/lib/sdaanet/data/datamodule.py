@@ -18,9 +18,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
-from sdaanet.data.episodes import EpisodeDataset, EpisodeSampler, collate_episodes
+from sdaanet.data.collate import collate_episodes
+from sdaanet.data.episodes import EpisodeDataset
+from sdaanet.data.sampler import EpisodeSampler
 from sdaanet.data.sources.base import Source
 from sdaanet.data.transforms import RECIPES, build_transform
 
@@ -52,7 +55,7 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         val_episodes: validation/test episodes (None: one per validation query).
         val_seed: validation/test episode seed.
         train_episodes: training episodes per epoch (None: one per training query).
-        pin_memory: DataLoader ``pin_memory``.
+        pin_memory: DataLoader ``pin_memory``, used only when CUDA is available.
         min_area: minimum class area (pixels, original resolution) for the index (digest §4.2).
         train_transform: ``train`` (the authors' recipe) or ``train_paper``.
         val_transform: ``val`` (the authors' warp), ``val_pad`` (the authors' ``test_Resize``) or
@@ -235,7 +238,7 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
             batch_size=batch_size,
             sampler=EpisodeSampler(len(dataset), shuffle=train),
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
             drop_last=train and len(dataset) >= batch_size,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_episodes,

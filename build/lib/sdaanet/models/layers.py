@@ -1,4 +1,7 @@
-"""Shared building blocks: masked GAP, PFENet's prior mask, PSP trunk and the FEM decoder."""
+"""Shared building blocks: masked GAP, PFENet's prior mask, PSP trunk and the FEM decoder.
+
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 backbone (frozen) -> Q = down_query(cat[l3, l2]), S_k = down_supp(...) -> prototypes
 p_k = GAP(S_k, m_k) -> SAAM attention (optional) + PFENet prior -> SDPM (optional) -> FEM decoder.
+D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

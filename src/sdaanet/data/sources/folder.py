@@ -57,7 +57,7 @@ def check_folder(root: Path) -> None:
         if not path.exists():
             raise DataNotFoundError(
                 f"folder dataset not found: {path} is missing; a folder dataset is {LAYOUT} "
-                f"(README 'Your own data'); check it with: {prepare_hint('folder', root)}"
+                f"(docs/data.md, 'Your own data'); check it with: {prepare_hint('folder', root)}"
             )
 
 
