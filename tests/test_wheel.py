@@ -2,6 +2,7 @@
 inside it), writing its logs under the current directory."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,9 +16,21 @@ def run(*cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
 
 
+TOP_LEVEL_SKIP = {".venv", ".git", "logs", "data", "build", "dist", "wandb", "multirun", "outputs"}
+
+
+def _skip(folder: str, names: list[str]) -> list[str]:
+    """What the copy leaves out: the checkout's environment and outputs, and build leftovers."""
+    top = Path(folder) == REPO
+    leftovers = ("__pycache__", ".egg-info", "_cache")
+    return [n for n in names if (top and n in TOP_LEVEL_SKIP) or n.endswith(leftovers)]
+
+
 def test_wheel_installs_and_trains_from_another_directory(tmp_path):
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(REPO, source, ignore=_skip)
     built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                "-q", "-w", str(tmp_path / "dist"), str(REPO))  # fmt: skip
+                "-q", "-w", str(tmp_path / "dist"), str(source))  # fmt: skip
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("sdaanet-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -1,5 +1,0 @@
-import sys
-
-from sdaanet.data.prepare import main
-
-sys.exit(main())
