@@ -109,6 +109,9 @@ def test_every_experiment_composes(name):
     assert resolved["model"]["backbone"] == resolved["backbone"]
     assert resolved["model"]["shot"] == resolved["shot"]
     assert_settings_landed(cfg, "experiment", name)
+    evaluation = compose_config([f"experiment={name}"], config_name="eval")  # sdaanet-eval too
+    assert _resolve(evaluation)["model"] == resolved["model"]
+    assert evaluation.label_mode == cfg.label_mode
 
 
 @pytest.mark.parametrize(
