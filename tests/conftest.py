@@ -1,9 +1,31 @@
-"""Test-wide environment: no network calls, no W&B sync, dataset caches in a temp folder."""
+"""Test-wide environment: no network calls, no W&B sync, dataset caches in a temp folder; the
+tiny checkpoint that the prediction, evaluation and bad-input tests share."""
 
 import os
 import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("SDAANET_CACHE", tempfile.mkdtemp(prefix="sdaanet-cache-"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-shot tiny checkpoint (conf/debug/tiny.yaml, synthetic data): one training step, no
+    validation. Read it, never write it: copy it to change it."""
+    from sdaanet import compose_config
+    from sdaanet.train import fit
+
+    out = tmp_path_factory.mktemp("tiny-train")
+    overrides = [f"paths.output_dir={out}", f"paths.data_dir={out / 'data'}",
+                 "data.train_episodes=2", "+trainer.limit_val_batches=0",
+                 "callbacks.model_checkpoint=null"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "backbone .* has RANDOM weights")
+        fit(compose_config(["debug=tiny", *overrides]))
+    return out / "checkpoints" / "last.ckpt"

@@ -36,7 +36,7 @@ from sdaanet.errors import (
 )
 from sdaanet.eval import run as run_eval
 from sdaanet.predict import Predictor, load_predictor, predict
-from sdaanet.train import build_datamodule, build_module, fit
+from sdaanet.train import build_datamodule, build_module
 from test_data_folder import S, module, write_folder
 from test_data_pascal import write_tree
 
@@ -56,19 +56,8 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 1-shot tiny checkpoint: one training step, no validation."""
-    out = tmp_path_factory.mktemp("train")
-    overrides = [f"paths.output_dir={out}", f"paths.data_dir={out / 'data'}",
-                 "data.train_episodes=2", "+trainer.limit_val_batches=0",
-                 "callbacks.model_checkpoint=null"]  # fmt: skip
-    fit(compose_config(["debug=tiny", *overrides]))
-    return out / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
-def predictor(ckpt: Path) -> Predictor:
-    return load_predictor(ckpt, "cpu")
+def predictor(tiny_ckpt: Path) -> Predictor:
+    return load_predictor(tiny_ckpt, "cpu")
 
 
 @dataclass(frozen=True)
@@ -80,7 +69,7 @@ class Ctx:
 
     @property
     def ckpt(self) -> Path:
-        return self.request.getfixturevalue("ckpt")
+        return self.request.getfixturevalue("tiny_ckpt")  # tests/conftest.py
 
     @property
     def predictor(self) -> Predictor:
@@ -215,14 +204,35 @@ def predicting(edit: Callable[[dict[str, Path], Path], object], supports: int = 
     return build
 
 
-def query_as(array: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict[str, Path], Path], None]:
-    """An edit that stores the query's pixels as `array(rgb)`."""
+def converted_query(kind: str) -> Build:
+    """The query stored as `kind`: it must be predicted as the 8-bit RGB picture it shows, with
+    bitwise the same scores (the same input tensor), so the same mask. (The tiny checkpoint's
+    mask alone could be one class everywhere, and the same for any query.)"""
 
-    def edit(f: dict[str, Path], tmp: Path) -> None:
+    def build(c: Ctx) -> Call:
+        f = predict_files(c.tmp)
         rgb = np.asarray(Image.open(f["query"]))
-        f["query"] = write(array(rgb), tmp / "converted.png")
+        gray = np.dstack([rgb[..., 0]] * 3)
+        stored, shown, mode = {
+            "grayscale": (rgb[..., 0], gray, "L"),
+            "RGBA": (np.dstack([rgb, rgb[..., 0]]), rgb, "RGBA"),
+            "16-bit": (as_16bit(rgb), gray, "I;16"),
+        }[kind]
+        query = write(stored, c.tmp / "converted.png")
+        assert Image.open(query).mode == mode
+        reference = write(shown, c.tmp / "rgb8.png")
+        pairs = [(f["support"], f["mask"])]
 
-    return edit
+        def call() -> np.ndarray:
+            mask = c.predictor.predict(pairs, query, size=SIZE)
+            np.testing.assert_array_equal(mask, c.predictor.predict(pairs, reference, size=SIZE))
+            scores = c.predictor.logits(pairs, query, size=SIZE)
+            assert torch.equal(scores, c.predictor.logits(pairs, reference, size=SIZE))
+            return mask
+
+        return call
+
+    return build
 
 
 # ------------------------------------------------------------------- what each row builds
@@ -542,10 +552,9 @@ ROWS = [
     row("predict-wrong-shot", predicting(lambda f, tmp: None, supports=2),
         Raises(PredictInputError, r"checkpoint is 1-shot, got 2 supports")),
     row("predict-rgba-query-converted",
-        predicting(query_as(lambda rgb: np.dstack([rgb, rgb[..., 0]]))), Converted(QUERY_HW)),
-    row("predict-grayscale-query-converted",
-        predicting(query_as(lambda rgb: rgb[..., 0])), Converted(QUERY_HW)),
-    row("predict-16bit-query-converted", predicting(query_as(as_16bit)), Converted(QUERY_HW)),
+        converted_query("RGBA"), Converted(QUERY_HW)),
+    row("predict-grayscale-query-converted", converted_query("grayscale"), Converted(QUERY_HW)),
+    row("predict-16bit-query-converted", converted_query("16-bit"), Converted(QUERY_HW)),
 ]
 # fmt: on
 

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch import nn
 from tests.helpers.networks import build, node
+from torch import nn
 
 from sdaanet import compose_config
 from sdaanet.complexity import count_learnable, measure, profile, run_complexity

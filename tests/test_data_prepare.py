@@ -153,9 +153,8 @@ def test_pascal_keeps_existing_unless_force(voc_sbd, capsys):
     capsys.readouterr()
     assert run("pascal", "--root", root, "--sbd", sbd) == 0
     out = capsys.readouterr().out
-    assert (
-        "6 kept, 0 built" in out
-    )  # 5 train + the 1 val label still listed and f"kept {root / VAL_LIST} (1 images)" in out
+    assert "6 kept, 0 built" in out  # 5 train + the 1 val label still listed
+    assert f"kept {root / VAL_LIST} (1 images)" in out
     assert not read_png(built).any()
     assert run("pascal", "--root", root, "--sbd", sbd, "--force") == 0
     assert "0 kept, 5 built from VOC SegmentationClass, 2 built from SBD cls" in (

@@ -1,3 +1,4 @@
+import albumentations as A
 import cv2
 import numpy as np
 import pytest
@@ -43,7 +44,23 @@ def test_train_recipe_is_seeded_and_varied():
     for img, mask in outs:
         assert img.shape == (3, 41, 41) and mask.shape == (41, 41)
         assert set(np.unique(mask).tolist()) <= {0, 1, 255}
-    flipped = [np.array_equal(m, outs[0][1][:, ::-1]) for _, m in outs]
+    # the same recipe without its flip (the last step, so the earlier steps draw as before):
+    # each output is that one's, either as it is or flipped left-right by hand
+    unflipped = build_transform("train", 41)
+    flip = unflipped.pipeline.transforms[-1]
+    assert isinstance(flip, A.HorizontalFlip)
+    flip.p = 0.0
+    flipped = []
+    for s, (img, mask) in enumerate(outs):
+        plain_img, plain_mask = unflipped(image, label, seed=s)
+        assert not np.array_equal(plain_mask, plain_mask[:, ::-1])  # a flip shows
+        flipped.append(np.array_equal(mask, plain_mask[:, ::-1]))
+        if flipped[-1]:
+            np.testing.assert_array_equal(img, plain_img[:, :, ::-1])
+        else:
+            np.testing.assert_array_equal(img, plain_img)
+            np.testing.assert_array_equal(mask, plain_mask)
+    assert 0 < sum(flipped) < 24
     # rotation fills the corners: label 255, image = ImageNet mean (0 after normalisation)
     rotated = [m[-1, -1] == 255 and np.allclose(i[:, -1, -1], 0, atol=0.05) for i, m in outs]
     assert 0 < sum(rotated) < 24

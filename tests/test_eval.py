@@ -12,7 +12,7 @@ from hydra.errors import MissingConfigException
 from torch import nn
 
 from sdaanet import compose_config
-from sdaanet.eval import output_dir_of, summarise
+from sdaanet.eval import apply_label_mode, output_dir_of, summarise
 from sdaanet.eval import run as run_eval
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
@@ -145,13 +145,6 @@ def test_metrics_synced_over_two_gloo_processes_equal_one_process(tmp_path):
     assert synced[:4] == pytest.approx(single[:4]) and synced[4] != synced[4]  # NaN: undrawn
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train")
-    run_train(compose_config(["debug=tiny", f"paths.output_dir={out}"]))
-    return out / "checkpoints" / "last.ckpt"
-
-
 def _eval_cfg(tmp_path, ckpt, *overrides):
     return compose_config(
         ["debug=tiny", f"paths.output_dir={tmp_path}", f"ckpt_path={ckpt}", *overrides],
@@ -197,13 +190,50 @@ def test_eval_is_repeatable_and_independent_of_workers(tmp_path, tiny_ckpt):
     assert a == b == c
 
 
-def test_paper_label_mode_scores_at_the_original_size(tmp_path, tiny_ckpt):
+def _left_foreground(self, batch):
+    """A prediction known by hand: foreground in the left 160 of the input's columns."""
+    q = batch["query_image"]
+    scores = torch.zeros(q.shape[0], 2, *q.shape[-2:])
+    scores[:, 1, :, :160] = 1.0
+    return scores
+
+
+def test_paper_label_mode_scores_at_the_original_size(tmp_path, tiny_ckpt, monkeypatch):
+    monkeypatch.setattr(FewShotSegmentationModule, "predict", _left_foreground)
     cfg = _eval_cfg(tmp_path, tiny_ckpt, "eval.seeds=[1]", "label_mode=paper")
     run_eval(cfg)
     record = json.loads((tmp_path / "metrics.json").read_text())
     p = record["protocol"]
     assert p["val_transform"] == "val_paper" and p["input_size"] == 321
     assert p["scored_on"] == "original label size"
+    # The synthetic queries are 128x128 and fill the whole 321x321 input; resized back
+    # (bilinear, align_corners) column x of the 128 reads input column 320x/127, foreground
+    # (logit 1 > 0) while that is < 160: x <= 63, the left half of the original label.
+    episodes = _eval_cfg(tmp_path / "episodes", tiny_ckpt, "label_mode=paper", "data.val_seed=1")
+    apply_label_mode(episodes)
+    dm = build_datamodule(episodes, "test")
+    dm.setup("test")
+    inter, union = torch.zeros(5, 2), torch.zeros(5, 2)  # per class, [background, foreground]
+    drawn = set()
+    for batch in dm.test_dataloader():
+        assert batch["raw_size"].tolist() == [[128, 128]] * 2
+        assert batch["raw_valid"].tolist() == [[321, 321]] * 2
+        assert batch["query_mask"].shape[-2:] == (321, 321)
+        for label, c in zip(batch["raw_query_mask"], batch["class_index"].tolist(), strict=True):
+            pred = torch.zeros(128, 128, dtype=torch.bool)
+            pred[:, :64] = True
+            valid = label != 255
+            for k, (p_k, t_k) in enumerate(((~pred, label == 0), (pred, label == 1))):
+                inter[c, k] += (p_k & t_k & valid).sum()
+                union[c, k] += ((p_k | t_k) & valid).sum()
+            drawn.add(c)
+    assert drawn == set(range(5))  # every novel class is queried at least once
+    score = record["seeds"][0]
+    iou = inter[:, 1] / union[:, 1]
+    assert score["per_class_iou"] == pytest.approx(iou.tolist())
+    assert score["class_miou"] == pytest.approx(iou.mean().item())
+    fb = inter.sum(0) / union.sum(0)
+    assert score["fbiou"] == pytest.approx(fb.mean().item())
     with pytest.raises(MissingConfigException, match="Could not find 'label_mode/nope'"):
         _eval_cfg(tmp_path, tiny_ckpt, "label_mode=nope")
 

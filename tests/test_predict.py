@@ -16,7 +16,6 @@ from sdaanet import compose_config
 from sdaanet.checkpoint import read_checkpoint
 from sdaanet.errors import CheckpointError, PredictInputError
 from sdaanet.predict import load_predictor, main, mask_labels, predict
-from sdaanet.train import fit
 
 SIZE = 65  # conf/debug/tiny.yaml: data.train_size / val_size
 MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-v2"
@@ -32,19 +31,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    """A 1-shot tiny checkpoint: one training step, no validation."""
-    out = tmp_path_factory.mktemp("train")
-    overrides = [
-        "debug=tiny",
-        f"paths.output_dir={out}",
-        f"paths.data_dir={out / 'data'}",
-        "data.train_episodes=2",
-        "+trainer.limit_val_batches=0",
-        "callbacks.model_checkpoint=null",
-    ]
-    fit(compose_config(overrides))
-    return out / "checkpoints" / "last.ckpt"
+def ckpt(tiny_ckpt) -> Path:
+    """The shared 1-shot tiny checkpoint (tests/conftest.py)."""
+    return tiny_ckpt
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import wandb
 
 from sdaanet import compose_config
 from sdaanet.checkpoint import load_compatible, load_network_weights, read_checkpoint
@@ -177,6 +178,29 @@ def test_default_loggers_write_an_offline_wandb_run_and_csv(tmp_path, monkeypatc
     cfg = _cfg(tmp_path)
     cfg.logger.wandb = compose_config([]).logger.wandb  # debug=tiny drops it; the default has it
     assert cfg.logger.wandb.offline is True
-    run(cfg)
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
-    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    metrics = run(cfg)
+    # debug=tiny: 4 episodes in batches of 2, every step logged, then one validation: train rows
+    # at steps 0 and 1, the validation row at step 1 (the global step when validation ran)
+    rows = _csv_rows(tmp_path / "csv" / "metrics.csv")
+    terms = {f"train/{k}" for k in ("loss", "loss_main", "loss_aux", "loss_kd", "loss_saam", "lr")}
+    scores = {"val/class_miou", "val/fbiou"}
+    assert {"epoch", "step", *terms, *scores} <= set(rows[0])
+    train = [r for r in rows if r["train/loss"]]
+    val = [r for r in rows if r["val/class_miou"]]
+    assert len(rows) == 3 and len(train) + len(val) == 3
+    assert [(r["epoch"], r["step"]) for r in train] == [("0", "0"), ("0", "1")]
+    assert [(r["epoch"], r["step"]) for r in val] == [("0", "1")]
+    assert all(r[k] for r in train for k in terms) and not any(r[k] for r in train for k in scores)
+    assert all(val[0][k] for k in scores) and not any(val[0][k] for k in terms)
+    for k in scores:
+        assert float(val[0][k]) == pytest.approx(metrics[k])
+    # W&B's offline run holds the same metrics: the names and the values the CSV shows (once
+    # the run is closed, as at the end of the process)
+    wandb.finish()
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    (data_file,) = run_dir.glob("run-*.wandb")
+    data = data_file.read_bytes()
+    for key in sorted({*terms, *scores, "trainer/global_step"}):
+        assert key.encode() in data, key
+    for r, key in ((train[0], "train/loss"), (train[1], "train/loss"), (val[0], "val/class_miou")):
+        assert r[key].encode() in data, (key, r[key])
