@@ -17,8 +17,13 @@ MODE ?= binary
 DATA_ROOT ?=
 SBD ?=
 WORKERS ?= 4
+TABLE ?=
+RUNS ?=
+ifndef SWEEP_DIR
+SWEEP_DIR := logs/sweep/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
 
-.PHONY: help install test test-full lint demo train eval sweep bench complexity data-pascal data-coco data-fss1000 data-folder clean
+.PHONY: help install test test-full lint demo train eval sweep table report bench complexity data-pascal data-coco data-fss1000 data-folder clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,8 +61,17 @@ eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-AANet (ARGS="complexity.size=321")
 	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
 
-sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid
-	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=0,1,2,3 model.alpha=10,50 model.beta=0.5,1.0 $(ARGS)
+sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid, ending with its report and heatmap
+	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=0,1,2,3 model.alpha=10,50 model.beta=0.5,1.0 hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(BIN)/sdaanet-report $(SWEEP_DIR)
+
+table: $(STAMP)  ## one paper table end to end: make table TABLE=IV [ARGS="data=synthetic debug=tiny"]
+	@test -n "$(TABLE)" || { echo "error: TABLE is not set; run: make table TABLE=IV (one of I, II, IV, V, VI, VII)" >&2; exit 2; }
+	$(BIN)/sdaanet-table $(TABLE) $(ARGS)
+
+report: $(STAMP)  ## the table of evaluation records: make report RUNS="logs/train/multiruns/<dir> ..."
+	@test -n "$(RUNS)" || { echo "error: RUNS is not set; run: make report RUNS=logs/train/multiruns/<dir>" >&2; exit 2; }
+	$(BIN)/sdaanet-report $(RUNS)
 
 bench: $(STAMP)  ## benchmarks (bench/, JSON in logs/bench/): loader throughput; model speed and memory, plain vs fast
 	$(BIN)/python bench/data_loader.py

@@ -156,7 +156,7 @@ def test_eval_over_seeds_writes_json_and_csv_next_to_the_checkpoint(tmp_path, ti
     metrics = run_eval(_eval_cfg(tmp_path / "a", tiny_ckpt, "eval.seeds=[1,2,3]"))
     out = output_dir_of(tiny_ckpt)
     assert out == tiny_ckpt.parent.parent / "eval"
-    (json_file,) = out.glob("last-synthetic-fold0-1shot-data*.json")
+    json_file = out / "last-synthetic-fold0-1shot-data-6ep-seeds1-3-65px.json"  # the protocol
     record = json.loads(json_file.read_text())
     assert [r["seed"] for r in record["seeds"]] == [1, 2, 3]
     p = record["protocol"]
@@ -167,7 +167,7 @@ def test_eval_over_seeds_writes_json_and_csv_next_to_the_checkpoint(tmp_path, ti
         6,
         65,
     )
-    assert p["scored_on"] == "transformed label" and p["checkpoint_selected_on"] == "novel"
+    assert p["scored_on"] == "transformed label" and p["checkpoint_selected_on"] == "last"
     assert len(record["classes"]) == 5 and len(record["seeds"][0]["per_class_iou"]) == 5
     mean = sum(r["class_miou"] for r in record["seeds"]) / 3
     assert metrics["test/class_miou"] == pytest.approx(mean)

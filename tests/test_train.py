@@ -17,7 +17,7 @@ from sdaanet.errors import CheckpointMismatchError
 from sdaanet.eval import run as run_eval
 from sdaanet.train import build_datamodule, build_module, build_trainer, fit, run
 
-TINY = ["debug=tiny"]
+TINY = ["debug=tiny", "test=false"]  # the end-of-run evaluation: test_run_ends_evaluated...
 
 
 def _cfg(tmp_path: Path, *overrides: str, name: str = "train"):

@@ -74,9 +74,47 @@ def read_checkpoint(path: str | Path, hint: str = "pass ckpt_path=<file>.ckpt") 
     return checkpoint
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """`path`, or for a training run's directory the checkpoint its end-of-run evaluation takes:
+    the one `best-*.ckpt` (the newest if several), else `last.ckpt`."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    folder = path / "checkpoints"
+    best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if best:
+        return best[-1]
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    raise CheckpointError(
+        f"no checkpoint in {folder} (best-*.ckpt or last.ckpt): pass a training run's directory "
+        "or ckpt_path=<file>.ckpt"
+    )
+
+
+def selected_on(path: str | Path, checkpoint: Mapping[str, Any], selection: str) -> str:
+    """How the checkpoint at `path` was chosen: `selection` ("novel"/"base": best validation
+    class-mIoU on that split), "last" (the final one, no selection), or "unknown" (a renamed
+    file). A checkpoint without Lightning's callback states (converted) keeps `selection`."""
+    states = checkpoint.get("callbacks")
+    name = Path(path).name
+    if Path(path).stem == "last":
+        return "last"
+    if not states:
+        return selection
+    for key, state in states.items():
+        best = state.get("best_model_path") if isinstance(state, Mapping) else None
+        if str(key).startswith("ModelCheckpoint") and best and Path(best).name == name:
+            return selection if state.get("monitor") else "last"
+    return "unknown"
+
+
 def describe(cfg: Any, selection: str = "novel") -> dict[str, Any]:
-    """What every checkpoint records: the network node, shot, input size and data settings."""
+    """What every checkpoint records: the network node, shot, input size and data settings, and
+    the run's configuration (its experiment and command-line overrides, for the report)."""
     from omegaconf import OmegaConf
+
+    from sdaanet.config import job_configuration
 
     return {
         "format": FORMAT,
@@ -85,6 +123,7 @@ def describe(cfg: Any, selection: str = "novel") -> dict[str, Any]:
         "input_size": int(cfg.data.val_size),
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "selection": selection,
+        "configuration": job_configuration(),
     }
 
 

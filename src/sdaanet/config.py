@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,12 +34,43 @@ def _output_dir(fallback: str) -> str:
     return fallback
 
 
+def job_configuration() -> dict[str, Any]:
+    """The Hydra job's experiment choice and command-line overrides (empty outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {"experiment": None, "overrides": []}
+    hydra = HydraConfig.get()
+    return {
+        "experiment": hydra.runtime.choices.get("experiment"),
+        "overrides": list(hydra.overrides.task),
+    }
+
+
+def _launcher(key: str, default: Any = None) -> Any:
+    """`hydra.launcher.<key>` when Hydra runs us with a launcher that sets it (submitit's
+    `nodes`, `gpus_per_node`), else `default`: the Trainer follows the SLURM allocation."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        value = OmegaConf.select(HydraConfig.get(), f"launcher.{key}", default=None)
+        if value is not None:
+            return value
+    return default
+
+
 def register_resolvers() -> None:
-    """Register `${sdaanet.root:}` and `${sdaanet.output_dir:fallback}` once."""
+    """Register `${sdaanet.root:}`, `${sdaanet.output_dir:fallback}` and `${sdaanet.pid:}` (the
+    process id: two runs started in the same second get their own run directories) once, and
+    `${sdaanet.launcher:key,default}` (`hydra.launcher.<key>` if set, else `default`)."""
     if not OmegaConf.has_resolver("sdaanet.root"):
         OmegaConf.register_new_resolver("sdaanet.root", lambda: str(ROOT_DIR))
+    if not OmegaConf.has_resolver("sdaanet.pid"):
+        OmegaConf.register_new_resolver("sdaanet.pid", lambda: str(os.getpid()))
     if not OmegaConf.has_resolver("sdaanet.output_dir"):
         OmegaConf.register_new_resolver("sdaanet.output_dir", _output_dir)
+    if not OmegaConf.has_resolver("sdaanet.launcher"):
+        OmegaConf.register_new_resolver("sdaanet.launcher", _launcher)
 
 
 def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:

@@ -27,29 +27,41 @@ D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
+import math
 import statistics
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint, summary
+from sdaanet.checkpoint import (
+    network_from_checkpoint,
+    read_checkpoint,
+    resolve_checkpoint,
+    selected_on,
+    summary,
+)
 from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
-from sdaanet.io import atomic_open, atomic_write
+from sdaanet.io import atomic_open, atomic_write, unused_path
 from sdaanet.train import build_datamodule, build_module, build_trainer
 from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
+
+RECORD_FORMAT = 2
 
 TRAINING_ONLY = {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "dropout"}
 BACKBONE_TRAINING_ONLY = {"weights", "freeze_bn"}
@@ -118,6 +130,8 @@ def from_checkpoint(
     data_chosen = keys is None or any(k in ("data", "experiment") for k in keys)
     if info["data"] is None:
         took += "; data from the configuration (this checkpoint's format records none)"
+    elif keys is None:
+        took += "; data from the configuration"
     elif data_chosen:
         took += "; data from the configuration (chosen on the command line)"
     else:
@@ -142,9 +156,13 @@ def output_dir_of(checkpoint: Path) -> Path:
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std over seeds of class-mIoU, FB-IoU and every class's IoU."""
+    """Mean and sample std over seeds of class-mIoU, FB-IoU and every class's IoU (over the
+    seeds whose episodes drew the class; NaN when none did)."""
 
     def stats(values: list[float]) -> dict[str, float]:
+        values = [v for v in values if math.isfinite(v)]
+        if not values:
+            return {"mean": math.nan, "std": math.nan}
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return {"mean": statistics.fmean(values), "std": std}
 
@@ -200,16 +218,97 @@ def _header(datamodule: Any, cfg: DictConfig, seeds: list[int]) -> str:
     )
 
 
-def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, float]:
-    """Test `cfg.ckpt_path` over `cfg.eval.seeds`; returns the mean metrics, writes the record.
+def record_name(record: dict[str, Any]) -> str:
+    """The file stem of a record: the checkpoint and every protocol setting that changes the
+    numbers, e.g. `last-pascal-fold0-1shot-authors-1000ep-seeds321-325-473px`."""
+    p = record["protocol"]
+    seeds = p["seeds"]
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    seed_tag = (
+        f"{seeds[0]}-{seeds[-1]}"
+        if contiguous and len(seeds) > 1
+        else "+".join(str(s) for s in seeds)
+    )
+    return (
+        f"{Path(record['checkpoint']).stem}-{p['dataset']}-fold{p['fold']}-{p['shot']}shot-"
+        f"{p['label_mode']}{'-multiscale' if p['multiscale'] else ''}-{p['episodes']}ep-"
+        f"seeds{seed_tag}-{p['input_size']}px"
+    )
 
-    `overrides`: the command line's (see `from_checkpoint`); None takes `cfg` as explicit."""
-    if not cfg.get("ckpt_path"):
-        raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
-    check_config(cfg)
-    checkpoint = read_checkpoint(cfg.ckpt_path)  # missing or corrupt: fails before data work
-    net, info = network_from_checkpoint(cfg.ckpt_path, checkpoint)
-    print(from_checkpoint(cfg, info, str(cfg.ckpt_path), overrides))
+
+def configuration(stored: dict[str, Any] | None, overrides: Sequence[str] | None) -> dict:
+    """The record's configuration: the checkpoint's training overrides with the evaluation's
+    command-line ones (ckpt_path aside) winning; the evaluation's experiment if it chose one."""
+    stored = stored or {"experiment": None, "overrides": []}
+    merged = {o.split("=", 1)[0].lstrip("+~"): o for o in stored["overrides"] if "=" in o}
+    for o in overrides or []:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if "=" in o and key != "ckpt_path":
+            merged[key] = o
+    chosen = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("experiment=")]
+    return {
+        "experiment": chosen[-1] if chosen else stored["experiment"],
+        "overrides": list(merged.values()),
+    }
+
+
+def existing_record(output_dir: str | Path) -> dict[str, Any] | None:
+    """The evaluation record `output_dir/metrics.json`, if a finished run left one."""
+    path = Path(output_dir) / "metrics.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "summary" in record else None
+
+
+def skipped(output_dir: str | Path) -> str:
+    """The line of a run that `resume` skips."""
+    return f"skipped: {output_dir} holds its evaluation record (resume=false runs it again)"
+
+
+def metrics_of(record: dict[str, Any]) -> dict[str, float]:
+    """The numbers an entry point returns for a record."""
+    s = record["summary"]
+    out = {
+        "test/class_miou": s["class_miou"]["mean"],
+        "test/class_miou_std": s["class_miou"]["std"],
+        "test/fbiou": s["fbiou"]["mean"],
+    }
+    if (record.get("validation") or {}).get("class_miou") is not None:
+        out["val/class_miou"] = record["validation"]["class_miou"]
+    return out
+
+
+def _test_loggers(cfg: DictConfig, seed: int, prefix: str) -> None:
+    """One CSV log folder per seed (`csv/<prefix>seed<seed>/`), so no seed's log replaces
+    another's; other loggers (W&B) belong to training and are left out."""
+    loggers = {}
+    for name, node in (cfg.get("logger") or {}).items():
+        if node and str(node.get("_target_", "")).endswith("CSVLogger"):
+            loggers[name] = OmegaConf.merge(node, {"version": f"{prefix}seed{seed}"})
+    with open_dict(cfg):
+        cfg.logger = loggers
+
+
+def evaluate(
+    cfg: DictConfig,
+    ckpt_path: str | Path,
+    overrides: Sequence[str] | None = None,
+    *,
+    configuration_of: dict[str, Any] | None = None,
+    validation: float | None = None,
+    log_prefix: str = "",
+) -> dict[str, Any]:
+    """Test the checkpoint over `cfg.eval.seeds`; returns the evaluation record (not written).
+
+    `overrides`: the command line's (see `from_checkpoint`); None takes `cfg` as explicit.
+    `configuration_of`: the record's configuration (default: the checkpoint's training
+    configuration with `overrides` winning). `validation`: the training run's selection score."""
+    cfg = copy.deepcopy(cfg)
+    checkpoint = read_checkpoint(ckpt_path)  # missing or corrupt: fails before data work
+    net, info = network_from_checkpoint(ckpt_path, checkpoint)
+    print(from_checkpoint(cfg, info, str(ckpt_path), overrides))
     apply_label_mode(cfg)
     seeds = [int(s) for s in cfg.eval.seeds]
     datamodule = build_datamodule(cfg, stage="test")
@@ -220,19 +319,24 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, fl
     )
     print(_header(datamodule, cfg, seeds))
     per_seed = []
-    trainer = None
     for seed in seeds:
         OmegaConf.update(cfg, "data.val_seed", seed)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+        _test_loggers(cfg, seed, log_prefix)
         trainer = build_trainer(cfg)
         trainer.test(module, datamodule=build_datamodule(cfg, stage="test"), verbose=False)
         per_seed.append({"seed": seed, **module.test_results})
     test_classes = datamodule.split_classes("test")
-    record = {
-        "checkpoint": str(cfg.ckpt_path),
+    paper = cfg.get("paper")
+    return {
+        "format": RECORD_FORMAT,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(),
+        "checkpoint": str(ckpt_path),
+        "run_dir": str(cfg.paths.output_dir),
         "protocol": {
             "dataset": datamodule.name,
             "fold": datamodule.fold,
+            "folds": getattr(datamodule, "num_folds", None),
             "shot": datamodule.shot,
             "ways": datamodule.ways,
             "episodes": datamodule.val_episodes,
@@ -242,33 +346,54 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, fl
             "label_mode": cfg.label_mode.name,
             "scored_on": "original label size" if score_original else "transformed label",
             "multiscale": multiscale or None,
-            "checkpoint_selected_on": info["selection"],
+            "checkpoint_selected_on": selected_on(ckpt_path, checkpoint, info["selection"]),
         },
+        "configuration": configuration_of or configuration(info.get("configuration"), overrides),
+        "paper": OmegaConf.to_container(paper, resolve=True) if paper else None,
+        "validation": {"class_miou": validation} if validation is not None else None,
         "classes": [datamodule.class_names.get(c, str(c)) for c in test_classes],
         "class_ids": test_classes,
         "seeds": per_seed,
         "summary": summarise(per_seed),
     }
-    if trainer is None or trainer.is_global_zero:
-        written = [Path(cfg.paths.output_dir) / "metrics.json"]
-        _write(record, written[0])
-        p = record["protocol"]
-        tag = f"{Path(cfg.ckpt_path).stem}-{p['dataset']}-fold{p['fold']}-{p['shot']}shot-"
-        tag += f"{p['label_mode']}{'-multiscale' if multiscale else ''}"
-        out = output_dir_of(Path(cfg.ckpt_path))
-        try:
-            _write(record, out / f"{tag}.json", out / f"{tag}.csv")
-            written += [out / f"{tag}.json", out / f"{tag}.csv"]
-        except OSError as err:
-            log.warning("could not write next to the checkpoint (%s); see metrics.json", err)
+
+
+def write_record(record: dict[str, Any], output_dir: str | Path) -> list[Path]:
+    """Write `output_dir/metrics.json` and `<run>/eval/<record_name>.json/.csv` beside the
+    checkpoint's run, each under a free name (`-2`, `-3`, ...): no record replaces another."""
+    written = [unused_path(Path(output_dir) / "metrics.json")]
+    _write(record, written[0])
+    out = output_dir_of(Path(record["checkpoint"]))
+    json_path = unused_path(out / f"{record_name(record)}.json")
+    try:
+        _write(record, json_path, json_path.with_suffix(".csv"))
+        written += [json_path, json_path.with_suffix(".csv")]
+    except OSError as err:
+        log.warning("could not write next to the checkpoint (%s); see metrics.json", err)
+    return written
+
+
+def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, float]:
+    """Test `cfg.ckpt_path` (a file, or a training run's directory) over `cfg.eval.seeds`; writes
+    the record and returns its mean metrics. With `resume`, a run directory that already holds
+    its record is not evaluated again.
+
+    `overrides`: the command line's (see `from_checkpoint`); None takes `cfg` as explicit."""
+    if not cfg.get("ckpt_path"):
+        raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
+    check_config(cfg)
+    if cfg.get("resume") and (done := existing_record(cfg.paths.output_dir)):
+        print(
+            f"skipped: {cfg.paths.output_dir} holds its evaluation record (resume=false redoes it)"
+        )
+        return metrics_of(done)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path)
+    record = evaluate(cfg, ckpt_path, overrides)
+    if rank_zero_only.rank == 0:
+        written = write_record(record, cfg.paths.output_dir)
         _print(record)
-        print(f"evaluated {cfg.ckpt_path}; wrote {', '.join(str(w) for w in written)}")
-    s = record["summary"]
-    return {
-        "test/class_miou": s["class_miou"]["mean"],
-        "test/class_miou_std": s["class_miou"]["std"],
-        "test/fbiou": s["fbiou"]["mean"],
-    }
+        print(f"evaluated {ckpt_path}; wrote {', '.join(str(w) for w in written)}")
+    return metrics_of(record)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

@@ -81,6 +81,16 @@ def atomic_write(
     return Path(path)
 
 
+def unused_path(path: str | os.PathLike) -> Path:
+    """`path`, or the first free `stem-2.suffix`, `stem-3.suffix`, ... beside it."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
 # ------------------------------------------------------------------------------------ reading
 def open_image(path: str | os.PathLike, name: str | None = None) -> Image.Image:
     """The fully decoded PIL image of the file ``path``; ``name`` (default ``image <path>``) is

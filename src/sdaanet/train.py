@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from sdaanet.checkpoint import (
@@ -23,10 +24,10 @@ from sdaanet.checkpoint import (
     read_checkpoint,
 )
 from sdaanet.cli import entry_point
-from sdaanet.config import CONF_DIR, register_resolvers
+from sdaanet.config import CONF_DIR, job_configuration, register_resolvers
 from sdaanet.console import quiet_lightning
 from sdaanet.data.datamodule import EpisodicDataModule
-from sdaanet.errors import DataConfigError, DataError, one_line
+from sdaanet.errors import ConfigError, DataConfigError, DataError, one_line
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.runtime import apply_runtime, lightning_precision
 from sdaanet.validate import check_config, precheck
@@ -104,27 +105,82 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     )
 
 
+def resume_path(cfg: DictConfig) -> str | None:
+    """`cfg.ckpt_path`, else (with `resume`) the run directory's own `checkpoints/last.ckpt`."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if cfg.get("resume") and last.is_file():
+        log.info("resuming from %s (resume=true)", last)
+        print(f"resuming from {last} (this run directory's last checkpoint)")
+        return str(last)
+    return None
+
+
 def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.LightningDataModule]:
-    """Seed, build and fit as configured (resuming from `cfg.ckpt_path` if set)."""
+    """Seed, build and fit as configured (resuming from `cfg.ckpt_path`, or with `resume` from
+    the run directory's last checkpoint)."""
     datamodule = build_datamodule(cfg)
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg, datamodule)
-    if cfg.get("ckpt_path"):  # a clear error, naming the file, before Lightning's resume
-        load_compatible(module.net, read_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.shot)
+    ckpt_path = resume_path(cfg)
+    if ckpt_path:  # a clear error, naming the file, before Lightning's resume
+        load_compatible(module.net, read_checkpoint(ckpt_path), ckpt_path, cfg.shot)
     trainer = build_trainer(cfg)
     log.info("output dir: %s", cfg.paths.output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer, module, datamodule
 
 
+def selected_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> tuple[str | None, float | None]:
+    """The checkpoint `cfg.test_ckpt` names (best by val/class_miou, else last) and its
+    validation score (None for last)."""
+    if cfg.get("test_ckpt", "best") not in ("best", "last"):
+        raise ConfigError(f"test_ckpt={cfg.test_ckpt!r} must be best or last")
+    if cfg.get("test_ckpt", "best") == "best":
+        for cb in trainer.checkpoint_callbacks:
+            if cb.monitor and cb.best_model_path and Path(cb.best_model_path).is_file():
+                score = cb.best_model_score
+                return cb.best_model_path, None if score is None else float(score)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    return (str(last), None) if last.is_file() else (None, None)
+
+
+def evaluate_run(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
+    """Evaluate the run's selected checkpoint over `cfg.eval.seeds` as `sdaanet-eval` does and
+    write the same record into the run directory."""
+    from sdaanet.eval import evaluate, metrics_of, write_record
+
+    ckpt_path, score = selected_checkpoint(trainer, cfg)
+    if ckpt_path is None:
+        log.warning("test=true but the run saved no checkpoint: nothing evaluated")
+        return {}
+    eval_cfg = copy.deepcopy(cfg)
+    with open_dict(eval_cfg):
+        eval_cfg.callbacks = {"rich_progress_bar": cfg.callbacks.get("rich_progress_bar")}
+    record = evaluate(
+        eval_cfg, ckpt_path, configuration_of=job_configuration(), validation=score,
+        log_prefix="test-",
+    )  # fmt: skip
+    if trainer.is_global_zero:
+        files = write_record(record, cfg.paths.output_dir)
+        print(f"evaluated {ckpt_path}; wrote {', '.join(str(f) for f in files)}")
+    return metrics_of(record)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and optionally test) as configured; returns the final metrics."""
+    """Fit, then (with `test`) evaluate the selected checkpoint; returns the final metrics. With
+    `resume`, a run directory that holds its evaluation record is not run again."""
+    from sdaanet.eval import existing_record, metrics_of, skipped
+
     check_config(cfg)
+    if cfg.get("resume") and cfg.get("test") and (done := existing_record(cfg.paths.output_dir)):
+        print(skipped(cfg.paths.output_dir))
+        return metrics_of(done)
     trainer, module, datamodule = fit(cfg)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
-        trainer.test(module, datamodule=datamodule, ckpt_path="best")
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        metrics.update(evaluate_run(trainer, cfg))
     if trainer.is_global_zero:
         print(written(trainer, cfg.paths.output_dir))
     return metrics

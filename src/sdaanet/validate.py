@@ -48,6 +48,21 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model=multiclass needs data.ways >= 2, got data.ways={ways}")
     if "eval" in cfg and not list(cfg.eval.seeds or []):
         raise ConfigError("eval.seeds is empty; give at least one, e.g. eval.seeds=[321]")
+    selection = OmegaConf.select(cfg, "data.selection", default="novel")
+    if _sweeper_target().endswith(".OptunaSweeper") and selection != "base":
+        raise ConfigError(
+            f"tuning with the optuna sweeper must select on base classes, got "
+            f"data.selection={selection}: add data.selection=base (experiment=tune_alpha_beta)"
+        )
+
+
+def _sweeper_target() -> str:
+    """The `_target_` of the running Hydra app's sweeper ("" outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return str(OmegaConf.select(HydraConfig.get(), "sweeper._target_", default="") or "")
 
 
 def _hydra_message(exc: BaseException) -> str:
@@ -91,9 +106,9 @@ def precheck(config_name: str, argv: Sequence[str]) -> Any:
 
         build_datamodule(cfg)
     elif cfg.get("mode") == "test":  # the checkpoint: missing, unreadable or unsafe
-        from sdaanet.checkpoint import read_checkpoint
+        from sdaanet.checkpoint import read_checkpoint, resolve_checkpoint
 
         if not cfg.get("ckpt_path"):
             raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
-        read_checkpoint(cfg.ckpt_path)
+        read_checkpoint(resolve_checkpoint(cfg.ckpt_path))
     return cfg

@@ -37,6 +37,7 @@ class SyntheticDataModule(EpisodicDataModule):
     ``num_train``, ``num_val``, ``void_width``, ``distractor_probs`` (``SyntheticSource``)."""
 
     name = "synthetic"
+    num_folds = NUM_FOLDS
 
     def __init__(self, fold: int = 0, **kwargs: Any) -> None:
         super().__init__(fold=check_fold(fold, NUM_FOLDS), **kwargs)
@@ -91,6 +92,7 @@ class PascalDataModule(_ListDataModule):
     """PASCAL-5i: VOC2012 + SBD (``sources.pascal``); fold i tests classes 5i+1..5i+5."""
 
     name = "pascal"
+    num_folds = NUM_FOLDS
     source_class = PascalSource
 
     def split_classes(self, split: str) -> list[int]:
@@ -103,6 +105,7 @@ class CocoDataModule(_ListDataModule):
     (20i+1..20i+20)."""
 
     name = "coco"
+    num_folds = NUM_FOLDS
     source_class = CocoSource
 
     def __init__(self, *args: Any, fold_style: str = "interleaved", **kwargs: Any) -> None:
@@ -123,6 +126,7 @@ class FSS1000DataModule(EpisodicDataModule):
     ``source``: ``split_seed`` (used only without the standard split files), ``cache``."""
 
     name = "fss1000"
+    num_folds = 1
 
     def __init__(self, root: str | os.PathLike | None = None, fold: int = 0, **kwargs: Any):
         kwargs.setdefault("min_area", 1)  # every image holds its class, however small

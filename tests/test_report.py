@@ -1,0 +1,361 @@
+"""`sdaanet-report`: evaluation records of a sweep -> the paper-style table (hand-computed)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+from tests.helpers.cli import exit_code
+
+from sdaanet.report import load_records, main, report
+
+SEEDS = (321, 322, 323)
+PAPER = {
+    "table": "IV",
+    "row": "Baseline + SAAM",
+    "dataset": "pascal",
+    "shot": 1,
+    "trained_as": None,
+    "position": 2,
+    "class_miou": {"fold0": 60.0, "fold1": 50.0, "mean": 55.0},
+    "fbiou": None,
+}
+
+
+def record(fold, miou, fbiou=None, *, overrides=(), experiment="table4_saam", folds=2,
+           episodes=1000, when="2026-12-02T01:00:00+00:00", paper=None, dataset="pascal",
+           selected="base"):  # fmt: skip
+    """A format-2 record with the given per-seed class-mIoU / FB-IoU (fractions)."""
+    fbiou = fbiou or [0.5] * len(miou)
+    seeds = [
+        {"seed": s, "class_miou": m, "fbiou": b, "per_class_iou": [m]}
+        for s, m, b in zip(SEEDS, miou, fbiou, strict=False)
+    ]
+    return {
+        "format": 2,
+        "evaluated_at": when,
+        "checkpoint": f"logs/{'-'.join(overrides)}/fold{fold}/checkpoints/best.ckpt",
+        "run_dir": "logs/x",
+        "protocol": {
+            "dataset": dataset,
+            "fold": fold,
+            "folds": folds,
+            "shot": 1,
+            "ways": 1,
+            "episodes": episodes,
+            "seeds": list(SEEDS[: len(miou)]),
+            "input_size": 473,
+            "val_transform": "val_warp",
+            "label_mode": "authors",
+            "scored_on": "transformed label",
+            "multiscale": None,
+            "checkpoint_selected_on": selected,
+        },  # fmt: skip
+        "configuration": {
+            "experiment": experiment,
+            "overrides": [
+                *([f"experiment={experiment}"] if experiment else []),
+                f"data.fold={fold}",
+                *overrides,
+                "debug=tiny",
+                "paths.output_dir=/somewhere",
+                "hydra.job.name=x",
+                "ckpt_path=last.ckpt",
+            ],
+        },
+        "paper": paper,
+        "classes": ["c"],
+        "class_ids": [1],
+        "seeds": seeds,
+        "summary": {"class_miou": {"mean": 0, "std": 0}, "fbiou": {"mean": 0, "std": 0}},
+    }
+
+
+def write(path, rec):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+    return path
+
+
+def run(sweep, index, rec, copy=True):
+    """A multirun job folder: `metrics.json` and, like a training run, its copy under eval/."""
+    swept = [o for o in rec["configuration"]["overrides"] if o.startswith(("model.", "data.f"))]
+    folder = sweep / f"{index}_{','.join(swept)}"  # e.g. 0_model.alpha=10,data.fold=0
+    write(folder / "metrics.json", rec)
+    if copy:
+        write(folder / "eval" / f"best-fold{rec['protocol']['fold']}.json", rec)
+
+
+def alpha_beta_sweep(sweep):
+    """Two configurations x two folds; the first carries the paper's numbers."""
+    a10 = ["model.alpha=10", "model.beta=0.5"]
+    a5 = ["model.alpha=5", "model.beta=1.0"]
+    run(sweep, 0, record(0, [0.60, 0.62, 0.64], [0.70, 0.71, 0.72], overrides=a10, paper=PAPER))
+    run(sweep, 1, record(1, [0.50, 0.50, 0.53], [0.80, 0.80, 0.80], overrides=a10, paper=PAPER))
+    run(sweep, 2, record(0, [0.40, 0.40, 0.40], [0.60, 0.60, 0.60], overrides=a5))
+    run(sweep, 3, record(1, [0.30, 0.32, 0.34], [0.70, 0.70, 0.70], overrides=a5))
+
+
+def test_cells_fold_mean_fbiou_paper_and_duplicates(tmp_path):
+    sweep = tmp_path / "sweep"
+    alpha_beta_sweep(sweep)
+    table, written = report([sweep])
+    assert table.folds == [0, 1]
+    assert table.keys == ["model.alpha", "model.beta"]
+    # numeric order: alpha=5 before alpha=10 (not as strings); labels only from differing keys
+    five, ten = table.rows
+    assert five.label == "model.alpha=5 model.beta=1.0"
+    assert ten.label == "model.alpha=10 model.beta=0.5 (Baseline + SAAM)"
+    c0, c1 = ten.cells[0], ten.cells[1]
+    assert (c0.class_miou.mean, c0.class_miou.std) == pytest.approx((62.0, 2.0))
+    assert (c1.class_miou.mean, c1.class_miou.std) == pytest.approx((51.0, 1.7320508))
+    assert (c0.fbiou.mean, c0.fbiou.std) == pytest.approx((71.0, 1.0))
+    assert (c1.fbiou.mean, c1.fbiou.std) == pytest.approx((80.0, 0.0))
+    # per-seed fold means 55, 56, 58.5
+    assert (ten.mean.mean, ten.mean.std) == pytest.approx((56.5, 1.8027756))
+    assert (ten.fbiou.mean, ten.fbiou.std) == pytest.approx((75.5, 0.5))
+    assert (ten.paper_mean, ten.delta) == (55.0, pytest.approx(1.5))
+    assert (c0.paper, c0.delta, c1.paper, c1.delta) == (60.0, pytest.approx(2.0), 50.0, 1.0)
+    assert five.cells[1].class_miou.mean == pytest.approx(32.0)
+    assert (five.mean.mean, five.mean.std) == pytest.approx((36.0, 1.0))
+    assert (five.fbiou.mean, five.fbiou.std) == pytest.approx((65.0, 0.0))
+    assert five.paper is None and five.delta is None
+    # metrics.json + eval/ copy: one record each, the copy listed
+    assert len(table.sources) == 4 and all(len(s.copies) == 1 for s in table.sources)
+    assert all(c.records == 1 for r in table.rows for c in r.cells.values())
+    assert [p.name for p in written] == ["report.md", "report.csv", "report.json", "heatmap.png"]
+    md = (sweep / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| model.alpha=10"))
+    assert "| 62.00 ± 2.00 | 51.00 ± 1.73 | 56.50 ± 1.80 | 75.50 ± 0.50 | 55.0 | +1.50 |" in line
+    line = next(x for x in md.splitlines() if x.startswith("| model.alpha=5"))
+    assert "| 40.00 ± 0.00 | 32.00 ± 2.00 | 36.00 ± 1.00 | 65.00 ± 0.00 |  |  |" in line
+    assert "Protocol: pascal, 1-shot 1-way, 1000 episodes x 3 seeds, input 473" in md
+    assert "0_data.fold=0" in md and "metrics.json" in md  # the records read are listed
+
+
+def test_csv_and_json_read_back(tmp_path):
+    sweep = tmp_path / "sweep"
+    alpha_beta_sweep(sweep)
+    report([sweep])
+    with open(sweep / "report.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["label"] for r in rows] == [
+        "model.alpha=5 model.beta=1.0",
+        "model.alpha=10 model.beta=0.5 (Baseline + SAAM)",
+    ]
+    ten = rows[1]
+    assert float(ten["fold0_class_miou"]) == pytest.approx(62.0)
+    assert float(ten["fold1_class_miou_std"]) == pytest.approx(1.7321)
+    assert float(ten["fold0_fbiou"]) == pytest.approx(71.0)
+    assert (float(ten["mean"]), float(ten["std"])) == pytest.approx((56.5, 1.8028))
+    assert float(ten["fbiou"]) == pytest.approx(75.5)
+    assert (float(ten["paper"]), float(ten["delta"])) == pytest.approx((55.0, 1.5))
+    assert (float(ten["paper_fold1"]), float(ten["delta_fold1"])) == pytest.approx((50.0, 1.0))
+    assert rows[0]["paper"] == "" and rows[0]["delta"] == ""
+    data = json.loads((sweep / "report.json").read_text(encoding="utf-8"))
+    assert data["folds"] == [0, 1] and data["keys"] == ["model.alpha", "model.beta"]
+    row = data["rows"][1]
+    assert row["mean"]["mean"] == pytest.approx(56.5)
+    assert row["cells"]["1"]["class_miou"]["std"] == pytest.approx(1.7320508)
+    assert [s["class_miou"] for s in row["cells"]["0"]["per_seed"]] == pytest.approx([60, 62, 64])
+    assert row["paper"]["table"] == "IV"
+    assert data["protocols"][0]["settings"]["episodes"] == 1000
+
+
+def test_heatmap_only_for_a_two_key_sweep(tmp_path):
+    two = tmp_path / "two"
+    alpha_beta_sweep(two)
+    report([two])
+    with Image.open(two / "heatmap.png") as im:
+        assert im.width > 0 and im.height > 0
+    one = tmp_path / "one"
+    for i, alpha in enumerate(["10", "5"]):
+        for fold in (0, 1):
+            run(one, 2 * i + fold, record(fold, [0.5], overrides=[f"model.alpha={alpha}"]))
+    table, written = report([one])
+    assert table.keys == ["model.alpha"] and len(written) == 3
+    assert not (one / "heatmap.png").exists()
+
+
+def test_several_evaluations_of_a_cell_latest_used_and_marked(tmp_path):
+    sweep = tmp_path / "sweep"
+    alpha_beta_sweep(sweep)
+    later = record(1, [0.55, 0.55, 0.55], overrides=["model.alpha=10", "model.beta=0.5"],
+                   when="2026-12-03T00:00:00+00:00", paper=PAPER)  # fmt: skip
+    write(sweep / "00_rerun" / "metrics.json", later)  # read before the original
+    table, _ = report([sweep])
+    ten = table.rows[1]
+    assert ten.cells[1].records == 2 and ten.cells[1].class_miou.mean == pytest.approx(55.0)
+    assert ten.cells[1].record.endswith("00_rerun/metrics.json")
+    assert "fold 1: 2 records, latest used" in ten.notes
+    # never an average of evaluations: mean of 62 and 55, per-seed 57.5, 58.5, 59.5
+    assert (ten.mean.mean, ten.mean.std) == pytest.approx((58.5, 1.0))
+    assert sum(not s.used for s in table.sources) == 1
+    md = (sweep / "report.md").read_text()
+    assert "| 55.00 ± 0.00 * |" in md and "several evaluations of this cell" in md
+
+
+def test_missing_fold_gets_no_mean(tmp_path):
+    sweep = tmp_path / "sweep"
+    for fold in (0, 1, 3):
+        run(sweep, fold, record(fold, [0.5, 0.6], folds=4))
+    table, _ = report([sweep])
+    (row,) = table.rows
+    assert table.folds == [0, 1, 2, 3] and row.missing == [2]
+    assert row.mean is None and row.fbiou is None
+    assert row.label == "table4_saam"  # no key differs: the experiment's name
+    md = (sweep / "report.md").read_text()
+    assert "| table4_saam | 55.00 ± 7.07 | 55.00 ± 7.07 | — | 55.00 ± 7.07 | missing fold 2 |" in md
+    with open(sweep / "report.csv", newline="", encoding="utf-8") as f:
+        (line,) = csv.DictReader(f)
+    assert line["mean"] == "" and line["notes"] == "missing fold 2"
+
+
+def test_mixed_protocol_in_a_row_gets_no_mean(tmp_path):
+    sweep = tmp_path / "sweep"
+    run(sweep, 0, record(0, [0.5]))
+    run(sweep, 1, record(1, [0.5], episodes=40))
+    table, _ = report([sweep])
+    (row,) = table.rows
+    assert row.mean is None and row.notes == ["mixed protocol: episodes 40 (fold 1) vs 1000"]
+    assert row.protocols == ["P1", "P2"]
+    md = (sweep / "report.md").read_text()
+    assert "| mixed protocol |" in md
+    assert "- P2: pascal, 1-shot 1-way, 40 episodes x 1 seed," in md
+
+
+def test_rows_of_different_protocols_reference_them(tmp_path):
+    sweep = tmp_path / "sweep"
+    for fold in (0, 1):
+        run(sweep, fold, record(fold, [0.5], overrides=["model.alpha=1"]))
+        run(sweep, 2 + fold, record(fold, [0.5], overrides=["model.alpha=2"], episodes=40))
+    table, _ = report([sweep])
+    assert [r.protocols for r in table.rows] == [["P1"], ["P2"]]
+    assert all(r.mean is not None for r in table.rows)
+    md = (sweep / "report.md").read_text()
+    assert "| protocol | notes |" in md and "| P2 |" in md
+    assert "- P1: pascal, 1-shot 1-way, 1000 episodes" in md
+
+
+def test_labels_experiment_names_ignored_keys_and_novel_selection(tmp_path):
+    sweep = tmp_path / "sweep"
+    same = ["+model.extra=1", "test=true"]
+    run(sweep, 0, record(0, [0.5], overrides=same, experiment="table4_saam", selected="novel"))
+    run(sweep, 1, record(0, [0.4], overrides=same, experiment="table4_baseline"))
+    table, _ = report([sweep])
+    assert table.keys == ["experiment"]
+    assert [r.label for r in table.rows] == ["table4_baseline", "table4_saam"]
+    assert table.rows[1].overrides == {"experiment": "table4_saam", "model.extra": "1",
+                                       "debug": "tiny"}  # fmt: skip
+    assert table.rows[1].notes == ["checkpoint selected on novel classes (fold 0)"]
+    assert table.rows[0].notes == []
+
+
+def test_rows_follow_the_papers_position(tmp_path):
+    sweep = tmp_path / "sweep"
+    first = {**PAPER, "row": "Baseline", "position": 1}
+    run(sweep, 0, record(0, [0.5], overrides=["model.alpha=1"], paper=PAPER, folds=1))
+    run(sweep, 1, record(0, [0.5], overrides=["model.alpha=2"], paper=first, folds=1))
+    table, _ = report([sweep])
+    assert [r.label for r in table.rows] == [
+        "model.alpha=2 (Baseline)",
+        "model.alpha=1 (Baseline + SAAM)",
+    ]
+
+
+def test_paper_of_another_dataset_is_marked(tmp_path):
+    sweep = tmp_path / "sweep"
+    paper = {**PAPER, "class_miou": {"fold0": 80.2, "mean": 80.2}}
+    run(sweep, 0, record(0, [0.4, 0.4], dataset="synthetic", paper=paper, folds=1))
+    table, _ = report([sweep])
+    (row,) = table.rows
+    assert row.delta == pytest.approx(-40.2) and row.paper_mismatch == "synthetic ≠ pascal"
+    md = (sweep / "report.md").read_text()
+    assert "| 80.2 | -40.20 (synthetic ≠ pascal) |" in md
+
+
+def test_old_records_corrupt_and_foreign_json(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    old = [record(0, [0.3]), record(0, [0.7]), record(1, [0.5])]
+    for i, rec in enumerate(old):
+        for key in ("format", "configuration", "paper", "evaluated_at"):
+            del rec[key]
+        del rec["protocol"]["folds"]
+        write(sweep / f"r{i}" / "metrics.json", rec)
+    os.utime(sweep / "r0" / "metrics.json", (2e9, 2e9))  # r0 is the later evaluation of fold 0
+    os.utime(sweep / "r1" / "metrics.json", (1e9, 1e9))
+    write(sweep / "wandb" / "wandb-summary.json", {"_step": 1})
+    (sweep / "broken.json").write_text('{"protocol": ')
+    write(sweep / "nan" / "metrics.json", record(0, [float("nan")]))
+    table, _ = report([sweep])
+    (row,) = table.rows
+    assert row.label == "all runs" and table.folds == [0, 1]
+    assert row.cells[0].class_miou.mean == pytest.approx(30.0) and row.cells[0].records == 2
+    assert row.mean.mean == pytest.approx(40.0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert err[0].startswith(f"warning: {sweep / 'broken.json'}: unreadable JSON")
+    assert err[1] == (
+        f"warning: {sweep / 'nan' / 'metrics.json'}: unusable evaluation record "
+        "(seed 321 has no finite class_miou and fbiou); skipped"
+    )
+
+
+def test_load_records_accepts_files_and_output_goes_beside_them(tmp_path):
+    a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
+    run(a, 0, record(0, [0.5], folds=1))
+    run(b, 0, record(0, [0.6], folds=1, overrides=["model.alpha=1"]))
+    file = next(a.glob("*/metrics.json"))
+    (rec,) = load_records([file])
+    assert rec["source"] == str(file) and rec["copies"] == []
+    assert report([file])[1][0] == file.parent / "report.md"
+    table, written = report([a, b])
+    assert written[0] == tmp_path / "runs" / "report.md" and len(table.rows) == 2
+    _, written = report([a], out_dir=tmp_path / "out")
+    assert written[0] == tmp_path / "out" / "report.md"
+
+
+def test_cli_prints_the_table(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    alpha_beta_sweep(sweep)
+    assert exit_code(main, [sweep, "--out", tmp_path / "out"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == "| configuration | fold 0 | fold 1 | mean | FB-IoU | paper | Δ | notes |"
+    assert out[-1] == "wrote " + ", ".join(
+        str(tmp_path / "out" / n) for n in ("report.md", "report.csv", "report.json", "heatmap.png")
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "nowhere", "no such file or directory"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no evaluation records"),
+    ],
+)
+def test_cli_bad_path_is_one_error_line(tmp_path, capsys, make, message):
+    path = make(tmp_path)
+    assert exit_code(main, [path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and message in err[0]
+
+
+def test_cli_unwritable_out_is_one_error_line(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    run(sweep, 0, record(0, [0.5], folds=1))
+    (tmp_path / "file").write_text("")
+    assert exit_code(main, [sweep, "--out", tmp_path / "file"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write the report into")
+
+
+def test_python_m_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    run(sweep, 0, record(0, [0.5], folds=1))
+    done = subprocess.run([sys.executable, "-m", "sdaanet.report", str(sweep)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("wrote ")
