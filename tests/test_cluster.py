@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,24 +108,23 @@ def test_slurm_sbatch_script_and_requeue(slurm_hydra, tmp_path, monkeypatch):
     (executor,) = executors
     script = executor._executor._make_submission_file_text("python -m x", "uid")
     sbatch = dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)$", script, flags=re.M))
+    conf = slurm_hydra["launcher"]
     assert sbatch["nodes"] == "2" and sbatch["ntasks-per-node"] == "4"
     assert sbatch["gpus-per-node"] == "4" and sbatch["partition"] == "gpu"
-    assert sbatch["account"] == "proj42" and sbatch["time"] == str(slurm_hydra["launcher"]["timeout_min"])
-    assert sbatch["cpus-per-task"] == "8" and sbatch["mem"] == "64GB"
-    assert sbatch["signal"] == f"USR2@{slurm_hydra['launcher']['signal_delay_s']}"
-    assert executor._executor.max_num_timeout == slurm_hydra["launcher"]["max_num_timeout"]
+    assert sbatch["account"] == "proj42" and sbatch["time"] == str(conf["timeout_min"])
+    assert sbatch["cpus-per-task"] == str(conf["cpus_per_task"])
+    assert sbatch["mem"] == f"{conf['mem_gb']}GB"
+    assert sbatch["signal"] == f"USR2@{conf['signal_delay_s']}"
+    assert executor._executor.max_num_timeout == conf["max_num_timeout"]
     # one requeue mechanism: submitit's USR2 handler resubmits the same job (same overrides and
     # job number, hence the same job directory); Lightning's SIGUSR1 auto-requeue never fires
-    resubmission = launcher.checkpoint(["data.fold=1"], "hydra.sweep.dir", 1, "id", {})
-    assert resubmission.function is launcher and resubmission.args[:3] == (
-        ["data.fold=1"], "hydra.sweep.dir", 1
-    )
+    args = (["data.fold=1"], "hydra.sweep.dir", 1, "id", {})
+    resubmission = launcher.checkpoint(*args)
+    assert resubmission.function is launcher and resubmission.args == args
     assert lightning_requeue_signal == signal.SIGUSR1 != signal.SIGUSR2
 
 
-@pytest.mark.parametrize(
-    "trainer,devices", [("default", 1), ("gpu", 1), ("ddp", 2), ("cpu", 1)]
-)
+@pytest.mark.parametrize("trainer,devices", [("default", 1), ("gpu", 1), ("ddp", 2), ("cpu", 1)])
 def test_plain_runs_keep_trainer_nodes_and_devices(trainer, devices):
     cfg = compose_config([f"trainer={trainer}"])
     assert (cfg.trainer.num_nodes, cfg.trainer.devices) == (1, devices)
@@ -154,6 +155,83 @@ def test_submitit_local_sweep_reports_rows_by_folds(tmp_path):
         for cell in row.cells.values():
             assert [s["seed"] for s in cell.per_seed] == [321, 322]
             assert math.isfinite(cell.class_miou.mean) and 0 <= cell.class_miou.mean <= 100
+
+
+def _task_pids(marker: str) -> list[int]:
+    """Processes running a submitit task (`submitit.core._submit`) whose command names `marker`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in argv and any(marker.encode() in a for a in argv):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_requeued_job_resumes_from_last_checkpoint(tmp_path):
+    """USR2 (what SLURM sends `signal_delay_s` before the wall time) mid-training: submitit
+    requeues the same job, which reruns in its directory and continues from last.ckpt."""
+    import torch
+
+    sweep, epochs = tmp_path / "sweep", 8
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline"}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    args = [
+        "-m", "hydra/launcher=submitit_local", *TINY, f"trainer.max_epochs={epochs}",
+        f"hydra.sweep.dir={sweep}", f"paths.data_dir={tmp_path}/data", "eval.seeds=[321]",
+        "hydra.launcher.timeout_min=10",
+    ]  # fmt: skip
+    with open(tmp_path / "out.txt", "w") as out:
+        master = subprocess.Popen(
+            [sys.executable, "-m", "sdaanet.train", *args], cwd=tmp_path, env=env,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while not list(sweep.glob("0_*/checkpoints/last.ckpt")):
+                assert master.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+            (task,) = _task_pids(str(sweep))
+            os.kill(task, signal.SIGUSR2)
+            assert master.wait(timeout=240) == 0, (tmp_path / "out.txt").read_text()[-3000:]
+        finally:
+            master.kill()
+    (job,) = sweep.glob("0_*")
+    logs = "".join(f.read_text() for f in sweep.glob(".submitit/*/*_log.*"))
+    assert "Requeued job" in logs  # by submitit, once
+    assert f"resuming from {job}/checkpoints/last.ckpt" in logs
+    last = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == epochs - 1
+    assert (job / "metrics.json").is_file()
+    assert not list(job.rglob("hpc_ckpt_*.ckpt"))  # Lightning's own requeue stayed out of it
+
+
+def test_default_sweep_dir_is_the_same_in_a_submitit_job(tmp_path):
+    """A submitit job (and its requeued rerun) resolves `hydra.sweep.dir` from the launcher's
+    pickled config in another process: it must name the launcher's directory, not its own."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sdaanet.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", [f"paths.log_dir={tmp_path}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    here = str(cfg.hydra.sweep.dir)
+    (tmp_path / "cfg.pkl").write_bytes(pickle.dumps(cfg))
+    code = (
+        "import pickle, sys, sdaanet; from hydra.core.utils import setup_globals; setup_globals(); "
+        "print(pickle.load(open(sys.argv[1], 'rb')).hydra.sweep.dir)"
+    )
+    job = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cfg.pkl")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert job.stdout.strip() == here
 
 
 def _bounds(spec: str) -> tuple[float, float]:

@@ -34,15 +34,14 @@ def _eval(out: Path, ckpt: Path | str, *overrides: str) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, dict[str, float], str]:
-    """One tiny run with the default `test=true`, and what it printed."""
+def trained(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """One tiny run with the default `test=true`: its directory and returned metrics."""
     out = tmp_path_factory.mktemp("records") / "run"
-    metrics = _train(out)
-    return out, metrics, ""
+    return out, _train(out)
 
 
 def test_a_training_run_ends_with_the_record_of_its_best_checkpoint(trained):
-    out, metrics, _ = trained
+    out, metrics = trained
     (best,) = (out / "checkpoints").glob("best-*.ckpt")
     record = json.loads((out / "metrics.json").read_text())
     assert record["checkpoint"] == str(best)
@@ -60,7 +59,7 @@ def test_a_training_run_ends_with_the_record_of_its_best_checkpoint(trained):
 
 
 def test_each_seed_logs_into_its_own_folder_and_training_logs_stay(trained):
-    out, _, _ = trained
+    out, _ = trained
     for seed in (1, 2):
         rows = (out / "csv" / f"test-seed{seed}" / "metrics.csv").read_text().splitlines()
         assert rows[0].startswith("epoch") and "test/class_miou" in rows[0] and len(rows) == 2
@@ -69,7 +68,7 @@ def test_each_seed_logs_into_its_own_folder_and_training_logs_stay(trained):
 
 
 def test_a_finished_run_directory_is_skipped(trained, capsys):
-    out, metrics, _ = trained
+    out, metrics = trained
     last = out / "checkpoints" / "last.ckpt"
     before = (last.stat().st_mtime_ns, last.read_bytes())
     again = _train(out)
@@ -99,7 +98,7 @@ def test_last_checkpoint_records_no_selection(tmp_path):
 
 
 def test_records_of_other_protocols_and_repeats_never_replace_each_other(trained, tmp_path):
-    run_dir, _, _ = trained
+    run_dir, _ = trained
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     _eval(tmp_path / "a", ckpt, "data.val_episodes=4")
     _eval(tmp_path / "b", ckpt, "data.val_episodes=4")
@@ -115,7 +114,7 @@ def test_records_of_other_protocols_and_repeats_never_replace_each_other(trained
 
 
 def test_eval_of_a_run_directory_takes_its_selected_checkpoint(trained, tmp_path):
-    run_dir, _, _ = trained
+    run_dir, _ = trained
     (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
     assert resolve_checkpoint(run_dir) == best
     _eval(tmp_path / "e", run_dir)

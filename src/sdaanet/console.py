@@ -9,8 +9,10 @@ backbone).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 
 LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -37,3 +39,19 @@ def quiet_lightning() -> None:
             logger.addFilter(_NoTips())
     for message in NOISE:  # filterwarnings moves an existing identical filter to the front
         warnings.filterwarnings("ignore", message=message)
+
+
+@contextlib.contextmanager
+def setup_lines_once(first: bool) -> Iterator[None]:
+    """Lightning's INFO lines about the hardware and precision (printed by every new Trainer)
+    only for the `first` of a series of Trainers, e.g. one per evaluation seed."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    if not first:
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -54,6 +54,7 @@ from sdaanet.checkpoint import (
 )
 from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, register_resolvers
+from sdaanet.console import setup_lines_once
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
 from sdaanet.train import build_datamodule, build_module, build_trainer
@@ -323,8 +324,9 @@ def evaluate(
         OmegaConf.update(cfg, "data.val_seed", seed)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         _test_loggers(cfg, seed, log_prefix)
-        trainer = build_trainer(cfg)
-        trainer.test(module, datamodule=build_datamodule(cfg, stage="test"), verbose=False)
+        with setup_lines_once(first=seed == seeds[0]):
+            trainer = build_trainer(cfg)
+            trainer.test(module, datamodule=build_datamodule(cfg, stage="test"), verbose=False)
         per_seed.append({"seed": seed, **module.test_results})
     test_classes = datamodule.split_classes("test")
     paper = cfg.get("paper")

@@ -635,10 +635,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "common parent)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    table, written = report(args.paths, args.out)
+    print_report(args.paths, args.out)
+    return 0
+
+
+def print_report(
+    paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None
+) -> Table:
+    """`report`, then print the table and a last line naming the files written."""
+    table, written = report(paths, out_dir)
     print(to_markdown(table), end="")
     print(f"wrote {', '.join(map(str, written))}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 from sdaanet.cli import entry_point
 from sdaanet.config import ROOT_DIR
 from sdaanet.errors import SdaanetError
-from sdaanet.paper import TABLES, table_rows
+from sdaanet.paper import TABLES, normalize_table, table_rows
 
 CELL_DIR = "${hydra:runtime.choices.experiment}/fold${data.fold}"
 
@@ -32,10 +32,10 @@ class TableRunError(SdaanetError):
 
 
 def table_dir(table: str, overrides: Sequence[str]) -> Path:
-    """`logs/tables/<table>/<overrides>`: one directory per table and set of overrides, so a
-    quick `debug=tiny` pipeline never mixes with the full one."""
-    slug = ",".join(sorted(overrides)) or "default"
-    slug = re.sub(r"[^A-Za-z0-9=.,_+\-\[\]]", "_", slug)
+    """`logs/tables/<table>/<overrides>` (`data-synthetic_debug-tiny`): one directory per table
+    and set of overrides, so a quick `debug=tiny` pipeline never mixes with the full one."""
+    slug = "_".join(o.replace("=", "-") for o in sorted(overrides)) or "default"
+    slug = re.sub(r"[^A-Za-z0-9._\-]", "_", slug)  # a plain value on Hydra's command line
     if len(slug) > 80:
         slug = f"{slug[:60]}-{hashlib.sha1(slug.encode()).hexdigest()[:10]}"
     return ROOT_DIR / "logs" / "tables" / table / slug
@@ -66,7 +66,7 @@ def run_table(
     table: str, overrides: Sequence[str], root: Path | None = None, folds: Sequence[int] = ()
 ) -> Path:
     """Train and evaluate every cell of `table`, print its report; returns the table directory."""
-    from sdaanet.report import report
+    from sdaanet.report import print_report
 
     root = Path(root) if root else table_dir(table, overrides)
     folds = list(folds) or [0, 1, 2, 3]
@@ -77,7 +77,7 @@ def run_table(
                 f"Table {table}: `{' '.join(cmd[1:4])} ...` failed (its log is above); fix the "
                 f"cause and run the same command again: finished cells in {root} are kept"
             )
-    report([root])
+    print_report([root])
     return root
 
 
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="sdaanet-table",
         description="Train and evaluate every cell of one of the paper's tables, then report it.",
     )
-    parser.add_argument("table", choices=TABLES, help="the paper's table")
+    parser.add_argument("table", help=f"the paper's table: {', '.join(TABLES)}")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every cell")
     parser.add_argument("--dir", type=Path, help="output directory (default logs/tables/...)")
     parser.add_argument(
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     folds = [int(f) for f in args.folds.split(",")]
-    run_table(args.table, args.overrides, args.dir, folds)
+    run_table(normalize_table(args.table), args.overrides, args.dir, folds)
     return 0
 
 
