@@ -176,7 +176,7 @@ def test_requeued_job_resumes_from_last_checkpoint(tmp_path):
     requeues the same job, which reruns in its directory and continues from last.ckpt."""
     import torch
 
-    sweep, epochs = tmp_path / "sweep", 8
+    sweep, epochs = tmp_path / "sweep", 10
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     args = [
