@@ -18,6 +18,9 @@ DATA_ROOT ?=
 SBD ?=
 WORKERS ?= 4
 TABLE ?=
+FOLDS ?= 0,1,2,3
+ALPHAS ?= 10,50
+BETAS ?= 0.5,1.0
 RUNS ?=
 ifndef SWEEP_DIR
 SWEEP_DIR := logs/sweep/$(shell date +%Y-%m-%d_%H-%M-%S)
@@ -62,7 +65,7 @@ complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-A
 	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
 
 sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid, ending with its report and heatmap
-	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=0,1,2,3 model.alpha=10,50 model.beta=0.5,1.0 hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=$(FOLDS) model.alpha=$(ALPHAS) model.beta=$(BETAS) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
 	$(BIN)/sdaanet-report $(SWEEP_DIR)
 
 table: $(STAMP)  ## one paper table end to end: make table TABLE=IV [ARGS="data=synthetic debug=tiny"]

@@ -45,6 +45,7 @@ def close(a: object, b: object) -> bool:
         return a == pytest.approx(b, rel=1e-5, abs=1e-7)
     return a == b
 
+
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
 
 

@@ -66,7 +66,10 @@ def _parts(group: str, option: str) -> tuple[dict, list]:
             own.extend(sub_own)
         else:
             ((key, sub_option),) = entry.items()
+            if key.split()[-1].lstrip("/").startswith("hydra/"):
+                continue  # Hydra's own groups (hydra/sweeper): not in the job's config
             selections[key.split("/")[-1]] = sub_option
+    content.pop("hydra", None)  # hydra.* settings: not in the job's config either
     own.extend(_leaves(content, "" if package == "_global_" else package))
     return selections, own
 

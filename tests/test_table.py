@@ -111,3 +111,22 @@ def test_an_unknown_table_is_one_line(capsys):
     assert exit_code(main, ["III"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: unknown table 'III': choose one of I, II, IV, V, VI, VII")
+
+
+def test_make_sweep_ends_with_the_report_and_its_heatmap(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = ["make", "-s", "-C", str(REPO), "sweep", "DATA=synthetic", "ALPHAS=5,10",
+           "BETAS=0.5,1.0", "ARGS=debug=tiny eval.seeds=[1]", f"SWEEP_DIR={sweep}"]  # fmt: skip
+    done = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _rows(done.stdout, "model.alpha=")
+    assert [r[0] for r in rows] == [
+        "model.alpha=5 model.beta=0.5", "model.alpha=5 model.beta=1.0",
+        "model.alpha=10 model.beta=0.5", "model.alpha=10 model.beta=1.0",
+    ]  # fmt: skip
+    assert all(" ± " in cell for r in rows for cell in r[1:6])  # 4 folds and their mean
+    from PIL import Image
+
+    with Image.open(sweep / "heatmap.png") as image:
+        assert image.size[0] > 100 and image.size[1] > 100
+    assert {"report.md", "report.csv", "report.json"} <= {p.name for p in sweep.iterdir()}

@@ -29,8 +29,8 @@ def _output_dir(fallback: str) -> str:
     """The Hydra run dir when Hydra launched us (each multirun job has its own), else `fallback`."""
     from hydra.core.hydra_config import HydraConfig
 
-    if HydraConfig.initialized():
-        return HydraConfig.get().runtime.output_dir
+    if HydraConfig.initialized():  # `--cfg job --resolve` runs no job: no output dir yet
+        return OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) or fallback
     return fallback
 
 
@@ -66,7 +66,9 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("sdaanet.root"):
         OmegaConf.register_new_resolver("sdaanet.root", lambda: str(ROOT_DIR))
     if not OmegaConf.has_resolver("sdaanet.pid"):
-        OmegaConf.register_new_resolver("sdaanet.pid", lambda: str(os.getpid()))
+        OmegaConf.register_new_resolver(
+            "sdaanet.pid", lambda: str(os.getpid()), use_cache=True
+        )  # cached: a submitit job resolves the launcher's sweep dir, not its own
     if not OmegaConf.has_resolver("sdaanet.output_dir"):
         OmegaConf.register_new_resolver("sdaanet.output_dir", _output_dir)
     if not OmegaConf.has_resolver("sdaanet.launcher"):

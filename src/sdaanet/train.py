@@ -30,7 +30,7 @@ from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError, DataConfigError, DataError, one_line
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.runtime import apply_runtime, lightning_precision
-from sdaanet.validate import check_config, precheck
+from sdaanet.validate import check_config, precheck, sweeper_target
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,12 @@ def resume_path(cfg: DictConfig) -> str | None:
     return None
 
 
-def fit(cfg: DictConfig) -> tuple[L.Trainer, FewShotSegmentationModule, L.LightningDataModule]:
+def fit(
+    cfg: DictConfig, datamodule: EpisodicDataModule | None = None
+) -> tuple[L.Trainer, FewShotSegmentationModule, L.LightningDataModule]:
     """Seed, build and fit as configured (resuming from `cfg.ckpt_path`, or with `resume` from
     the run directory's last checkpoint)."""
-    datamodule = build_datamodule(cfg)
+    datamodule = datamodule or build_datamodule(cfg)
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg, datamodule)
     ckpt_path = resume_path(cfg)
@@ -174,11 +176,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     from sdaanet.eval import existing_record, metrics_of, skipped
 
     check_config(cfg)
+    datamodule = build_datamodule(cfg)  # a bad data setting is an error, finished run or not
     if cfg.get("resume") and cfg.get("test") and (done := existing_record(cfg.paths.output_dir)):
         print(skipped(cfg.paths.output_dir))
         return metrics_of(done)
-    trainer, module, datamodule = fit(cfg)
+    trainer, module, datamodule = fit(cfg, datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = [cb.best_model_score for cb in trainer.checkpoint_callbacks if cb.monitor]
+    if best and best[0] is not None:  # restored on resume, unlike callback_metrics
+        metrics["val/best_class_miou"] = float(best[0])
     if cfg.get("test"):
         metrics.update(evaluate_run(trainer, cfg))
     if trainer.is_global_zero:
@@ -206,7 +212,15 @@ def written(trainer: L.Trainer, output_dir: str) -> str:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @entry_point
 def _hydra_main(cfg: DictConfig) -> float | None:
-    return run(cfg).get("val/class_miou")
+    """The best validation class-mIoU (on `data.selection`'s split): a sweeper's objective."""
+    metrics = run(cfg)
+    value = metrics.get("val/best_class_miou", metrics.get("val/class_miou"))
+    if value is None and sweeper_target().endswith(".OptunaSweeper"):
+        raise ConfigError(
+            "no val/class_miou: validation did not run (check trainer.limit_val_batches and "
+            "data.val_episodes)"
+        )
+    return value
 
 
 def main() -> None:

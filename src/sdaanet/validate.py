@@ -49,14 +49,14 @@ def check_config(cfg: DictConfig) -> None:
     if "eval" in cfg and not list(cfg.eval.seeds or []):
         raise ConfigError("eval.seeds is empty; give at least one, e.g. eval.seeds=[321]")
     selection = OmegaConf.select(cfg, "data.selection", default="novel")
-    if _sweeper_target().endswith(".OptunaSweeper") and selection != "base":
+    if sweeper_target().endswith(".OptunaSweeper") and selection != "base":
         raise ConfigError(
             f"tuning with the optuna sweeper must select on base classes, got "
             f"data.selection={selection}: add data.selection=base (experiment=tune_alpha_beta)"
         )
 
 
-def _sweeper_target() -> str:
+def sweeper_target() -> str:
     """The `_target_` of the running Hydra app's sweeper ("" outside Hydra)."""
     from hydra.core.hydra_config import HydraConfig
 
