@@ -347,6 +347,18 @@ def command(entry: str, *argv: str) -> Build:
     return build
 
 
+def tool(entry: str, *argv: str) -> Build:
+    """`sdaanet-<entry> <argv>` of a command that takes no Hydra overrides first, run from the
+    row's temp folder; `{tmp}` in an argument is that folder."""
+
+    def build(c: Ctx) -> Call:
+        main = importlib.import_module(f"sdaanet.{entry}").main
+        args = [a.format(tmp=c.tmp) for a in argv]
+        return lambda: main(args)
+
+    return build
+
+
 def eval_ckpt(make: Callable[[Ctx], Path], *overrides: str) -> Build:
     """`sdaanet-eval ckpt_path=<make(ctx)>` (its `run`)."""
 
@@ -508,9 +520,20 @@ ROWS = [
         Refused(r"Could not find 'label_mode/nope'; available options in 'label_mode': authors")),
     row("eval-empty-seeds", command("eval", "eval.seeds=[]"),
         Refused(r"eval\.seeds is empty; give at least one")),
+    row("train-test-ckpt", command("train", "test_ckpt=worst"),
+        Refused(r"test_ckpt='worst' is not one of best, last")),
+    row("table-unknown", tool("table", "III"),
+        Refused(r"unknown table 'III': choose one of I, II, IV, V, VI, VII \(Table III is the "
+                r"complexity report: make complexity\)")),
+    row("report-missing-path", tool("report", "{tmp}/no-such-sweep"),
+        Refused(r".*no-such-sweep")),
+    row("report-no-records", tool("report", "{tmp}"),
+        Refused(r"no evaluation records")),
     # checkpoint ---------------------------------------------------------------------------------
     row("ckpt-missing", eval_ckpt(lambda c: c.tmp / "missing.ckpt"),
         Raises(CheckpointError, r"checkpoint not found: .*missing\.ckpt")),
+    row("ckpt-run-dir-without-checkpoints", eval_ckpt(lambda c: c.tmp),
+        Raises(CheckpointError, r"no checkpoint in .*checkpoints \(best-\*\.ckpt or last\.ckpt\)")),
     row("ckpt-truncated", eval_ckpt(lambda c: cut(c.ckpt, c.tmp / "cut.ckpt")),
         Raises(CheckpointError, r"cannot read checkpoint .*cut\.ckpt")),
     row("ckpt-corrupt", eval_ckpt(garbage_ckpt),

@@ -18,6 +18,7 @@ CHOICES = {
     "model.teacher": TEACHERS,
     "model.query_reweight": QUERY_REWEIGHTS,
     "runtime.precision": PRECISIONS,
+    "test_ckpt": ("best", "last"),
 }
 
 
