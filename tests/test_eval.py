@@ -12,10 +12,11 @@ from hydra.errors import MissingConfigException
 from torch import nn
 
 from sdaanet import compose_config
-from sdaanet.eval import apply_label_mode, output_dir_of, summarise
+from sdaanet.eval import output_dir_of, summarise
 from sdaanet.eval import run as run_eval
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
+from sdaanet.protocols import apply_protocol
 from sdaanet.train import build_datamodule
 from sdaanet.train import run as run_train
 
@@ -44,7 +45,7 @@ def module(**kw):
 def test_original_size_scoring_uses_the_image_region_only():
     # a 10x20 image shown as 10x20 in the top-left of a 32x32 input (val_paper at 20 would scale
     # it; here raw_valid says where it is): the prediction's region is resized to 10x20
-    m = module(score_original=True)
+    m = module(scoring="original")
     raw = torch.full((1, 10, 20), 255)
     raw[0, :, :5] = 1  # fg: columns 0-4
     raw[0, :, 5:] = 0
@@ -210,7 +211,7 @@ def test_paper_label_mode_scores_at_the_original_size(tmp_path, tiny_ckpt, monke
     # (bilinear, align_corners) column x of the 128 reads input column 320x/127, foreground
     # (logit 1 > 0) while that is < 160: x <= 63, the left half of the original label.
     episodes = _eval_cfg(tmp_path / "episodes", tiny_ckpt, "label_mode=paper", "data.val_seed=1")
-    apply_label_mode(episodes)
+    apply_protocol(episodes)
     dm = build_datamodule(episodes, "test")
     dm.setup("test")
     inter, union = torch.zeros(5, 2), torch.zeros(5, 2)  # per class, [background, foreground]

@@ -1,21 +1,26 @@
-"""`sdaanet-predict` and `predict()`: outputs at the query's size, K-shot, conversions, errors."""
+"""`sdaanet-predict` and `predict()`: outputs at the query's size, K-shot, conversions, errors;
+multi-class checkpoints: label maps, support order, counts, the label/overlay/legend PNGs."""
 
 import copy
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tests.helpers.cli import exit_code
 
 from sdaanet import compose_config
-from sdaanet.checkpoint import read_checkpoint
+from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
+from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.errors import CheckpointError, PredictInputError
-from sdaanet.predict import load_predictor, main, mask_labels, predict
+from sdaanet.predict import class_colours, load_predictor, main, mask_labels, predict
 
 SIZE = 65  # conf/debug/tiny.yaml: data.train_size / val_size
 MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-v2"
@@ -105,6 +110,7 @@ def test_cli_writes_mask_and_overlay_at_query_size_equal_to_the_api(ckpt, files,
     assert main(_args(ckpt, files, out)) == 0
     assert "q_mask.png" in capsys.readouterr().out
     mask = _check_outputs(out, "q", (50, 90))
+    assert sorted(p.name for p in out.iterdir()) == ["q_mask.png", "q_overlay.png"]
     api = predict(ckpt, [(files["support"], files["mask"])], files["query"], size=SIZE)
     assert api.dtype == np.uint8 and api.shape == (50, 90) and set(np.unique(api)) <= {0, 1}
     np.testing.assert_array_equal(mask, api * 255)
@@ -272,8 +278,8 @@ def test_bad_checkpoints_sizes_and_devices(ckpt, files, tmp_path, monkeypatch):
         predict(tmp_path / "bad.ckpt", pair, files["query"])
     multi = _variant(
         ckpt, tmp_path / "multi.ckpt", _target_="sdaanet.models.MultiClassSDAANet", ways=2
-    )
-    with pytest.raises(CheckpointError, match=r"multi\.ckpt is a multi-class \(2-way\)"):
+    )  # a binary network's weights relabelled 2-way
+    with pytest.raises(CheckpointError, match=r"multi\.ckpt: checkpoint does not match .*proto"):
         load_predictor(multi)
     for size in (64, 72, 33):
         with pytest.raises(PredictInputError, match=f"size {size} is not accepted"):
@@ -304,3 +310,181 @@ def test_demo_example_runs_predict_on_the_datasets_own_images(ckpt, tmp_path):
     assert path == tmp_path / "episode0_query_overlay.png"
     assert Image.open(path).size == query.shape[1::-1]  # the image's own size, not 65
     assert set(np.unique(np.asarray(Image.open(tmp_path / "episode0_query_mask.png")))) <= {0, 255}
+
+
+# ------------------------------------------------------------------------------ multi-class
+@pytest.fixture(scope="module")
+def mc_ckpt(tmp_path_factory) -> Path:
+    """A 2-way 1-shot tiny checkpoint (`model=multiclass data.ways=2`): one training step."""
+    from sdaanet.train import fit
+
+    out = tmp_path_factory.mktemp("tiny-multiclass")
+    overrides = ["debug=tiny", "model=multiclass", "data.ways=2", f"paths.output_dir={out}",
+                 f"paths.data_dir={out / 'data'}", "data.train_episodes=2",
+                 "+trainer.limit_val_batches=0", "callbacks.model_checkpoint=null"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "backbone .* has RANDOM weights")
+        fit(compose_config(overrides))
+    return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def boosted(mc_ckpt) -> Path:
+    """`mc_ckpt` with its class-evidence weights x 1e6: class n's logit is then its own prior and
+    SAAM map (from support n alone), so the labels follow the supports' order exactly."""
+    c = copy.deepcopy(read_checkpoint(mc_ckpt))
+    c["state_dict"]["net.evidence"] *= 1e6
+    path = mc_ckpt.with_name("boosted.ckpt")
+    torch.save(c, path)
+    return path
+
+
+@pytest.fixture
+def mc_files(tmp_path) -> dict[str, Path]:
+    """A 90x50 query with a red and a blue patch; a red (40x70) and a blue (60x60) support with
+    their masks (0/255 and 0/1 PNGs)."""
+    rng = np.random.default_rng(0)
+    query = rng.integers(0, 256, (50, 90, 3), dtype=np.uint8)
+    query[5:30, 5:40] = (200, 60, 40)
+    query[20:45, 50:85] = (40, 80, 200)
+    red = rng.integers(0, 256, (70, 40, 3), dtype=np.uint8)
+    red[20:50, 10:30] = (200, 60, 40)
+    blue = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    blue[10:40, 10:40] = (40, 80, 200)
+    red_mask, blue_mask = np.zeros((70, 40), np.uint8), np.zeros((60, 60), np.uint8)
+    red_mask[20:50, 10:30] = 255
+    blue_mask[10:40, 10:40] = 1
+    return {
+        "query": _write(query, tmp_path / "q.png"),
+        "red": _write(red, tmp_path / "red.png"),
+        "red_mask": _write(red_mask, tmp_path / "red_mask.png"),
+        "blue": _write(blue, tmp_path / "blue.png"),
+        "blue_mask": _write(blue_mask, tmp_path / "blue_mask.png"),
+    }
+
+
+def _pairs(f: dict[str, Path], *colours: str) -> list[tuple[Path, Path]]:
+    return [(f[c], f[f"{c}_mask"]) for c in colours]
+
+
+def _mc_args(ckpt: Path, f: dict[str, Path], out: Path, *colours: str) -> list[str]:
+    supports = [a for pair in _pairs(f, *colours) for a in ("--support", *map(str, pair))]
+    return ["--ckpt", str(ckpt), *supports, "--query", str(f["query"]), "--out", str(out)]
+
+
+def _net_input(path: Path) -> torch.Tensor:
+    """The test transform, written out: warp to 65x65 (bilinear), ImageNet-normalise."""
+    rgb = cv2.resize(_rgb(path).astype(np.float32) / 255, (SIZE, SIZE))
+    rgb = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+def _net_mask(path: Path) -> torch.Tensor:
+    small = cv2.resize(_read(path)[1], (SIZE, SIZE), interpolation=cv2.INTER_NEAREST)
+    return torch.from_numpy((small > 0).astype(np.int64))
+
+
+def test_multiclass_label_map_is_the_argmax_of_the_networks_n_plus_1_logits(boosted, mc_files):
+    f = mc_files
+    predictor = load_predictor(boosted)
+    assert (predictor.ways, predictor.shot) == (2, 1)
+    labels = predictor.predict(_pairs(f, "red", "blue"), f["query"])
+    assert labels.dtype == np.uint8 and labels.shape == (50, 90)
+    assert {1, 2} <= set(np.unique(labels)) <= {0, 1, 2}
+    net, _ = network_from_checkpoint(boosted)
+    images = torch.stack([_net_input(f["red"]), _net_input(f["blue"])])[None, :, None]
+    masks = torch.stack([_net_mask(f["red_mask"]), _net_mask(f["blue_mask"])])[None, :, None]
+    with torch.inference_mode():
+        logits = net(_net_input(f["query"])[None], images, masks)  # (1, N+1, 65, 65)
+    assert logits.shape == (1, 3, SIZE, SIZE)
+    logits = F.interpolate(logits, (50, 90), mode="bilinear", align_corners=True)
+    np.testing.assert_array_equal(labels, logits[0].argmax(0).numpy())
+    proba = predictor.predict_proba(_pairs(f, "red", "blue"), f["query"])
+    assert proba.shape == (3, 50, 90) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(0), 1, atol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(0), labels)
+
+
+def test_swapping_the_supports_swaps_labels_1_and_2(boosted, mc_files):
+    predictor = load_predictor(boosted)
+    first = predictor.predict(_pairs(mc_files, "red", "blue"), mc_files["query"])
+    swapped = predictor.predict(_pairs(mc_files, "blue", "red"), mc_files["query"])
+    assert {1, 2} <= set(np.unique(first))
+    np.testing.assert_array_equal(swapped, np.array([0, 2, 1], np.uint8)[first])
+
+
+def test_multiclass_counts_names_and_every_supports_conversions(
+    mc_ckpt, ckpt, mc_files, tmp_path, capsys
+):
+    f = mc_files
+    predictor = load_predictor(mc_ckpt)
+    with pytest.raises(PredictInputError, match=r"2-way 1-shot, got 1 support: pass exactly 2 "):
+        predictor.predict(_pairs(f, "red"), f["query"])
+    with pytest.raises(PredictInputError, match=r"2-way 1-shot, got 3 supports: pass exactly 2 "):
+        predictor.predict(_pairs(f, "red", "blue", "red"), f["query"])
+    two = load_predictor(_variant(mc_ckpt, tmp_path / "two.ckpt", shot=2))
+    with pytest.raises(PredictInputError, match=r"2-way 2-shot, got 2 supports: .* 4 .*2 per"):
+        two.predict(_pairs(f, "red", "blue"), f["query"])
+    assert two.predict(_pairs(f, "red", "red", "blue", "blue"), f["query"]).shape == (50, 90)
+    for argv, message in [
+        (_mc_args(mc_ckpt, f, tmp_path / "o", "red"), "checkpoint is 2-way 1-shot, got 1 support"),
+        ([*_mc_args(mc_ckpt, f, tmp_path / "o", "red", "blue"), "--names", "a", "b", "c"],
+         "checkpoint is 2-way, got 3 names: pass one per class (--names NAME1 NAME2)"),
+        ([*_args(ckpt, {**f, "support": f["red"], "mask": f["red_mask"]}, tmp_path / "o"),
+          "--names", "cat"], "--names is for multi-class checkpoints; this one is binary"),
+    ]:  # fmt: skip
+        assert exit_code(main, argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+    # the second support goes through the same conversions and checks as the first
+    rgba = np.dstack([_rgb(f["blue"]), np.full((60, 60), 7, np.uint8)])
+    palette = Image.fromarray(_read(f["blue_mask"])[1], "L").convert("P")
+    pairs = [(f["red"], f["red_mask"]), (_write(rgba, tmp_path / "rgba.png"), palette)]
+    np.testing.assert_allclose(
+        predictor.predict_proba(pairs, f["query"]),
+        predictor.predict_proba(_pairs(f, "red", "blue"), f["query"]),
+        atol=1e-6,
+    )
+    empty = _write(np.zeros((60, 60), np.uint8), tmp_path / "empty.png")
+    with pytest.raises(PredictInputError, match=r"support 2 mask .*empty\.png has no foreground"):
+        predictor.predict([pairs[0], (f["blue"], empty)], f["query"])
+
+
+def test_multiclass_multiscale_sums_the_class_probabilities(mc_ckpt, mc_files):
+    predictor = load_predictor(mc_ckpt, multiscale=[SIZE, 81])
+    proba = predictor.predict_proba(_pairs(mc_files, "red", "blue"), mc_files["query"])
+    assert proba.shape == (3, 50, 90)
+    np.testing.assert_allclose(proba.sum(0), 1, atol=1e-5)
+    labels = predictor.predict(_pairs(mc_files, "red", "blue"), mc_files["query"])
+    np.testing.assert_array_equal(labels, proba.argmax(0))
+
+
+def test_multiclass_cli_writes_labels_overlay_and_legend(boosted, mc_files, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*_mc_args(boosted, mc_files, out, "red", "blue"), "--names", "cat", "dog"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    red, cyan = class_colours(2)
+    hexes = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in (red, cyan)]
+    assert printed == [
+        f"wrote {out / 'q_labels.png'}, {out / 'q_overlay.png'} and {out / 'q_legend.png'}",
+        f"legend: 0 = background, 1 = cat ({hexes[0]}), 2 = dog ({hexes[1]})",
+    ]
+    mode, labels = _read(out / "q_labels.png")
+    assert (mode, labels.shape) == ("L", (50, 90))
+    api = predict(boosted, _pairs(mc_files, "red", "blue"), mc_files["query"])
+    np.testing.assert_array_equal(labels, api)
+    overlay_mode, overlay = _read(out / "q_overlay.png")
+    assert (overlay_mode, overlay.shape) == ("RGB", (50, 90, 3))
+    query = _rgb(mc_files["query"]).astype(np.float32)
+    for n, colour in enumerate([(0, 0, 0), red, cyan]):
+        where = labels == n
+        blended = query[where] if n == 0 else 0.5 * query[where] + 0.5 * np.array(colour)
+        np.testing.assert_array_equal(overlay[where], blended.astype(np.uint8))
+    legend_mode, legend = _read(out / "q_legend.png")
+    assert legend_mode == "RGB" and legend.shape[0] >= 2 * 16
+    for colour in (red, cyan):  # each class's swatch
+        assert (legend == colour).all(axis=2).sum() >= 100
+    assert not list(out.glob("*.tmp"))
+    assert main(_mc_args(boosted, mc_files, tmp_path / "default", "red", "blue")) == 0
+    assert "1 = class 1 (#" in capsys.readouterr().out

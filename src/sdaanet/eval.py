@@ -57,21 +57,21 @@ from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.console import setup_lines_once
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
+from sdaanet.protocols import TestProtocol, apply_protocol
 from sdaanet.train import build_datamodule, build_module, build_trainer
 from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
 
 RECORD_FORMAT = 2
+SCORED_ON = {
+    "transformed": "transformed label",
+    "original": "original label size",
+    "original_padded": "original label padded with 255 to a square",
+}
 
 TRAINING_ONLY = {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "dropout"}
 BACKBONE_TRAINING_ONLY = {"weights", "freeze_bn"}
-
-
-def apply_label_mode(cfg: DictConfig) -> None:
-    """Set `cfg.data`'s validation settings for the selected `label_mode` group option."""
-    for key, value in cfg.label_mode.data.items():
-        OmegaConf.update(cfg, f"data.{key}", value)
 
 
 def _keys(overrides: Sequence[str]) -> list[str]:
@@ -105,12 +105,22 @@ def from_checkpoint(
     checkpoint's description; returns the line that says what was taken. `overrides` are the
     command-line overrides (None: every setting of `cfg` is explicit, the data included)."""
     keys = _keys(overrides) if overrides is not None else None
-    if int(cfg.shot) != int(info["shot"]) and (keys is None or "shot" in keys):
+    kshot = OmegaConf.select(cfg, "eval.kshot", default=None)
+    shot, trained = int(cfg.shot), int(info["shot"])
+    if kshot and shot <= trained:
+        raise ConfigError(
+            f"eval.kshot={kshot} tests checkpoint {path} ({trained}-shot) at more shots: pass "
+            f"shot=K with K > {trained}, e.g. shot=5"
+        )
+    if shot != trained and (keys is None or "shot" in keys) and not kshot:
         raise CheckpointMismatchError(
-            f"checkpoint {path} was trained {info['shot']}-shot but shot={cfg.shot} is "
-            f"configured: pass shot={info['shot']}, or a {cfg.shot}-shot checkpoint"
+            f"checkpoint {path} was trained {trained}-shot but shot={shot} is configured: pass "
+            f"shot={trained}, a {shot}-shot checkpoint, or eval.kshot=fusion|voting to test it "
+            f"at {shot} shots"
         )
     composed = OmegaConf.to_container(cfg.model, resolve=True)
+    if kshot:
+        composed["shot"] = trained  # the data's K, not the network's
     arch_keys = ("model", "backbone", "experiment")
     for key, configured, stored in _differences(composed, info["network"], "model"):
         short = key.removeprefix("model.")
@@ -126,8 +136,10 @@ def from_checkpoint(
     with open_dict(cfg):
         cfg.model = info["network"]
         cfg.backbone = info["network"].get("backbone")
-        cfg.shot = int(info["shot"])
-    took = f"network {summary(info['network'])}, {info['shot']}-shot"
+        cfg.shot = shot if kshot else trained
+    took = f"network {summary(info['network'])}, {trained}-shot"
+    if kshot:
+        took += f" tested at {shot} shots by {kshot}"
     data_chosen = keys is None or any(k in ("data", "experiment") for k in keys)
     if info["data"] is None:
         took += "; data from the configuration (this checkpoint's format records none)"
@@ -157,15 +169,16 @@ def output_dir_of(checkpoint: Path) -> Path:
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std over seeds of class-mIoU, FB-IoU and every class's IoU (over the
-    seeds whose episodes drew the class; NaN when none did)."""
+    """Mean, sample std and best (max: BAM's and HDMNet's "Best") over seeds of class-mIoU,
+    FB-IoU and every class's IoU (over the seeds whose episodes drew the class; NaN when none
+    did)."""
 
     def stats(values: list[float]) -> dict[str, float]:
         values = [v for v in values if math.isfinite(v)]
         if not values:
-            return {"mean": math.nan, "std": math.nan}
+            return {"mean": math.nan, "std": math.nan, "best": math.nan}
         std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return {"mean": statistics.fmean(values), "std": std}
+        return {"mean": statistics.fmean(values), "std": std, "best": max(values)}
 
     n_classes = len(per_seed[0]["per_class_iou"])
     return {
@@ -197,6 +210,7 @@ def _print(record: dict[str, Any]) -> None:
     print(
         f"\n{p['dataset']} fold {p['fold']}, {p['shot']}-shot, {p['episodes']} episodes x "
         f"{len(p['seeds'])} seeds, label mode {p['label_mode']} ({p['scored_on']})"
+        + (f", {p['trained_shot']}-shot checkpoint by {p['kshot']}" if p.get("kshot") else "")
     )
     for r in record["seeds"]:
         print(f"  seed {r['seed']:>6}  class-mIoU {r['class_miou']:.4f}  FB-IoU {r['fbiou']:.4f}")
@@ -205,17 +219,27 @@ def _print(record: dict[str, Any]) -> None:
         f"  mean         class-mIoU {s['class_miou']['mean']:.4f} +- {s['class_miou']['std']:.4f}"
         f"  FB-IoU {s['fbiou']['mean']:.4f} +- {s['fbiou']['std']:.4f}"
     )
+    if p.get("aggregate") == "best_and_mean":
+        print(
+            f"  best         class-mIoU {s['class_miou']['best']:.4f}"
+            f"          FB-IoU {s['fbiou']['best']:.4f}"
+        )
     per_class = ", ".join(
         f"{n} {c['mean']:.3f}" for n, c in zip(record["classes"], s["per_class_iou"], strict=True)
     )
     print(f"  per class: {per_class}")
 
 
-def _header(datamodule: Any, cfg: DictConfig, seeds: list[int]) -> str:
-    return (
+def _header(datamodule: Any, protocol: TestProtocol) -> str:
+    text = (
         f"evaluating {datamodule.name} fold {datamodule.fold}, {datamodule.shot}-shot, "
-        f"{datamodule.val_episodes} episodes x {len(seeds)} seeds {seeds}, input "
-        f"{datamodule.val_size} px ({datamodule.val_transform}), label mode {cfg.label_mode.name}"
+        f"{datamodule.val_episodes} episodes x {len(protocol.seeds)} seeds {protocol.seeds}, "
+        f"input {datamodule.val_size} px ({datamodule.val_transform}), "
+    )
+    if protocol.preset is None:
+        return text + f"label mode {protocol.label_mode}"
+    return text + (
+        f"protocol {protocol.preset}: {protocol.matches}\n  not matched: {protocol.differs}"
     )
 
 
@@ -230,9 +254,11 @@ def record_name(record: dict[str, Any]) -> str:
         if contiguous and len(seeds) > 1
         else "+".join(str(s) for s in seeds)
     )
+    mode = f"preset-{p['preset']}" if p.get("preset") else p["label_mode"]
     return (
         f"{Path(record['checkpoint']).stem}-{p['dataset']}-fold{p['fold']}-{p['shot']}shot-"
-        f"{p['label_mode']}{'-multiscale' if p['multiscale'] else ''}-{p['episodes']}ep-"
+        f"{mode}{'-multiscale' if p['multiscale'] else ''}"
+        f"{'-' + p['kshot'] if p.get('kshot') else ''}-{p['episodes']}ep-"
         f"seeds{seed_tag}-{p['input_size']}px"
     )
 
@@ -310,15 +336,16 @@ def evaluate(
     checkpoint = read_checkpoint(ckpt_path)  # missing or corrupt: fails before data work
     net, info = network_from_checkpoint(ckpt_path, checkpoint)
     print(from_checkpoint(cfg, info, str(ckpt_path), overrides))
-    apply_label_mode(cfg)
-    seeds = [int(s) for s in cfg.eval.seeds]
+    protocol = apply_protocol(cfg)
+    seeds = protocol.seeds
     datamodule = build_datamodule(cfg, stage="test")
-    score_original = bool(cfg.label_mode.score_original)
     multiscale = list(cfg.eval.multiscale or [])
+    kshot = cfg.eval.get("kshot")
     module = build_module(
-        cfg, datamodule, net=net, score_original=score_original, multiscale=multiscale
-    )
-    print(_header(datamodule, cfg, seeds))
+        cfg, datamodule, net=net, scoring=protocol.scoring,
+        ignore_boundary=protocol.ignore_boundary, multiscale=multiscale, kshot=kshot,
+    )  # fmt: skip
+    print(_header(datamodule, protocol))
     per_seed = []
     for seed in seeds:
         OmegaConf.update(cfg, "data.val_seed", seed)
@@ -345,9 +372,14 @@ def evaluate(
             "seeds": seeds,
             "input_size": datamodule.val_size,
             "val_transform": datamodule.val_transform,
-            "label_mode": cfg.label_mode.name,
-            "scored_on": "original label size" if score_original else "transformed label",
+            "label_mode": protocol.label_mode,
+            "preset": protocol.preset,
+            "scored_on": SCORED_ON[protocol.scoring],
+            "ignore_255": protocol.ignore_boundary,
+            "aggregate": protocol.aggregate,
             "multiscale": multiscale or None,
+            "kshot": kshot,
+            "trained_shot": int(info["shot"]),
             "checkpoint_selected_on": selected_on(ckpt_path, checkpoint, info["selection"]),
         },
         "configuration": configuration_of or configuration(info.get("configuration"), overrides),

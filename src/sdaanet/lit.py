@@ -8,7 +8,7 @@ D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdaanet.errors import NonFiniteLossError
-from sdaanet.metrics import ClassMIoU, FBIoU
+from sdaanet.metrics import IGNORE_INDEX, ClassMIoU, FBIoU
 from sdaanet.models.inference import inference
+
+SCORING = ("transformed", "original", "original_padded")
 
 
 class PolyLR(torch.optim.lr_scheduler.LambdaLR):
@@ -45,9 +47,14 @@ class FewShotSegmentationModule(L.LightningModule):
 
     Evaluation: `n_val_classes` (default `n_test_classes`) sizes the validation metric, which
     differs when checkpoints are selected on held-out base-class episodes (`selection="base"`).
-    `score_original` scores at the original label size (batches carry `raw_query_mask`); the
-    prediction's image region (`raw_valid`) is resized bilinearly to it. `multiscale` (Table V):
-    `sdaanet.models.inference.MultiScale` over the listed sides.
+    `scoring` (`SCORING`): `transformed` scores the label transformed with the input; `original`
+    the label at its original size (batches carry `raw_query_mask`), the prediction's image region
+    (`raw_valid`) resized bilinearly to it; `original_padded` (PFENet's `ori_resize`) the original
+    label padded bottom/right with 255 to a square of its longer side, the whole prediction
+    resized bilinearly to that square. `ignore_boundary=False` counts label 255 as background
+    instead of leaving it out (HSNet on COCO/FSS, PATNet). `multiscale` (Table V):
+    `sdaanet.models.inference.MultiScale` over the listed sides. `kshot="voting"`: a 1-shot
+    network at K shots by HSNet's voting (`ShotVoting`); `"fusion"`/None: the network's own.
     """
 
     def __init__(
@@ -59,8 +66,10 @@ class FewShotSegmentationModule(L.LightningModule):
         description: Mapping[str, Any] | None = None,
         n_val_classes: int | None = None,
         selection: str = "novel",
-        score_original: bool = False,
+        scoring: str = "transformed",
+        ignore_boundary: bool = True,
         multiscale: Sequence[int] | None = None,
+        kshot: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
@@ -68,8 +77,12 @@ class FewShotSegmentationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss_weights = {k: float(v) for k, v in getattr(net, "loss_weights", {}).items()}
-        self.score_original = bool(score_original)
+        if scoring not in SCORING:
+            raise ValueError(f"scoring must be one of {', '.join(SCORING)}, got {scoring!r}")
+        self.scoring = scoring
+        self.ignore_boundary = bool(ignore_boundary)
         self.multiscale = tuple(int(side) for side in multiscale or ())
+        self.kshot = kshot
         self.val_miou = ClassMIoU(n_val_classes or n_test_classes)
         self.val_fbiou = FBIoU()
         self.test_miou = ClassMIoU(n_test_classes)
@@ -98,7 +111,7 @@ class FewShotSegmentationModule(L.LightningModule):
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores (B, C, H, W) whose argmax is the prediction (the inference policy's output)."""
-        infer = inference(self.net, self.multiscale)
+        infer = inference(self.net, self.multiscale, self.kshot)
         return infer(batch["query_image"], batch["support_images"], batch["support_masks"])
 
     @staticmethod
@@ -151,21 +164,33 @@ class FewShotSegmentationModule(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:
         self.check_episodes(batch)
-        scores = self.predict(batch)
-        if not self.score_original:
-            preds = scores.argmax(1)
-            miou.update(preds, batch["query_mask"], batch["class_index"])
-            fbiou.update(preds, batch["query_mask"])
+        for pred, target, class_index in self._scored(batch, self.predict(batch)):
+            if not self.ignore_boundary:
+                target = torch.where(target == IGNORE_INDEX, 0, target)
+            miou.update(pred, target, class_index)  # class_index (B,) or (B, N)
+            fbiou.update(pred, target)
+
+    def _scored(
+        self, batch: dict[str, Tensor], scores: Tensor
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(prediction, label, class index) to score, by `scoring`: the batch at once for
+        `transformed`, else each episode at its label's original size."""
+        if self.scoring == "transformed":
+            yield scores.argmax(1), batch["query_mask"], batch["class_index"]
             return
         if "raw_query_mask" not in batch:
-            raise ValueError("score_original needs data.return_raw_label=true")
+            raise ValueError(f"scoring={self.scoring} needs data.return_raw_label=true")
         sizes = zip(batch["raw_size"].tolist(), batch["raw_valid"].tolist(), strict=True)
         for b, ((h, w), (vh, vw)) in enumerate(sizes):
-            region = scores[b : b + 1, :, :vh, :vw]
-            pred = F.interpolate(region, (h, w), mode="bilinear", align_corners=True).argmax(1)
             target = batch["raw_query_mask"][b : b + 1, :h, :w]
-            miou.update(pred, target, batch["class_index"][b : b + 1])  # (1,) or (1, N)
-            fbiou.update(pred, target)
+            if self.scoring == "original":
+                region, out = scores[b : b + 1, :, :vh, :vw], (h, w)
+            else:  # original_padded: the whole canvas onto the label padded to a square
+                side = max(h, w)
+                region, out = scores[b : b + 1], (side, side)
+                target = F.pad(target, (0, side - w, 0, side - h), value=IGNORE_INDEX)
+            pred = F.interpolate(region, out, mode="bilinear", align_corners=True).argmax(1)
+            yield pred, target, batch["class_index"][b : b + 1]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_miou, self.val_fbiou)

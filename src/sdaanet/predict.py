@@ -1,18 +1,27 @@
-"""Segment one query image with a trained binary checkpoint: `sdaanet-predict` and `predict()`.
+"""Segment one query image with a trained checkpoint: `sdaanet-predict` and `predict()`.
 
     sdaanet-predict --ckpt CKPT --support IMG MASK [--support IMG MASK ...] --query IMG \\
-        --out OUT_DIR [--device cpu|cuda] [--size N]
+        --out OUT_DIR [--device cpu|cuda] [--size N] [--names NAME ...]
 
-writes `<query stem>_mask.png` (single channel, 0 = background, 255 = foreground) and
-`<query stem>_overlay.png` (the query with the prediction blended in red), both at the query's
-size, into OUT_DIR. In a notebook, load the checkpoint once and call it per query:
+With a binary checkpoint it writes `<query stem>_mask.png` (single channel, 0 = background,
+255 = foreground) and `<query stem>_overlay.png` (the query with the prediction blended in red),
+both at the query's size, into OUT_DIR. In a notebook, load the checkpoint once and call it per
+query:
 
     predictor = load_predictor("last.ckpt", device="cpu")
     mask = predictor.predict([("support.jpg", "support_mask.png")], "query.jpg")  # (H,W) 0/1
     prob = predictor.predict_proba(...)  # same arguments: foreground probability (H,W)
 
-`predict(ckpt, supports, query)` does both steps; the CLI calls it, so both give the same mask.
+`predict(ckpt, supports, query)` does both steps, as the CLI does, so both give the same mask.
 A K-shot checkpoint takes exactly K (image, mask) support pairs.
+
+A multi-class (N-way, K-shot) checkpoint (`MultiClassSDAANet`) takes N*K pairs grouped by class
+in class order: class 1's K shots, then class 2's, ... (for 1-shot, one pair per class). Its
+prediction is a label map, uint8 (H,W): 0 = background, n = the n-th class; `predict_proba`
+gives the (N+1,H,W) class probabilities. The CLI writes `<stem>_labels.png` (that label map,
+mode L), `<stem>_overlay.png` (class n blended in `class_colours(N)[n - 1]`) and
+`<stem>_legend.png` (each colour's label and name), and prints the legend; `--names` names the
+classes (default `class 1` ... `class N`).
 
 Every image is warped (aspect not kept) to `size` x `size` (bilinear images, nearest masks), as
 the authors' test transform; the logits are resized bilinearly to the query's size before the
@@ -44,6 +53,7 @@ and exits with status 2 (`sdaanet.cli`).
 from __future__ import annotations
 
 import argparse
+import colorsys
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -54,15 +64,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
-from sdaanet.checkpoint import description, network_from_checkpoint, read_checkpoint
+from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from sdaanet.errors import CheckpointError, DataError, DataNotFoundError, PredictInputError
+from sdaanet.errors import DataError, DataNotFoundError, PredictInputError
 from sdaanet.io import IMAGE_MODES, atomic_write, open_image, pixels, to_rgb
-from sdaanet.models.inference import inference
+from sdaanet.models.inference import Network, inference
 from sdaanet.models.sdaanet import MIN_SIZE
 from sdaanet.viz import RED, overlay
 
@@ -71,6 +81,7 @@ IGNORE = 255
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
 SupportPair = tuple[ImageLike, ImageLike]
+Colour = tuple[int, int, int]
 
 
 MASK_MODES = ("1", "L", "P", "F", "RGB", "RGBA", "LA")  # PIL modes a mask is read in as stored
@@ -199,10 +210,23 @@ def _support_tensors(image: ImageLike, mask: ImageLike, k: int, size: int) -> tu
     return _normalise(rgb, size), torch.from_numpy(small.astype(np.int64))
 
 
+def _class_major(net: nn.Module, ways: int) -> Network:
+    """`net` taking supports as (B,N*K,...) in class-major order: binary networks take them so;
+    an N-way one gets them as (B,N,K,...). Flat supports let `MultiScale` resize them."""
+    if ways == 1:
+        return net
+
+    def grouped(query: Tensor, images: Tensor, masks: Tensor) -> Tensor:
+        return net(query, images.unflatten(1, (ways, -1)), masks.unflatten(1, (ways, -1)))
+
+    return grouped
+
+
 @dataclass(frozen=True)
 class Predictor:
-    """A loaded binary checkpoint: `shot` supports per query, default input `size`;
-    `multiscale` sides run Table V's multi-scale inference (`sdaanet.models.inference`)."""
+    """A loaded checkpoint: `ways` classes (1: binary) of `shot` supports each per query, default
+    input `size`; `multiscale` sides run Table V's multi-scale inference
+    (`sdaanet.models.inference`)."""
 
     net: nn.Module = field(repr=False)
     shot: int
@@ -210,6 +234,7 @@ class Predictor:
     device: torch.device
     ckpt: Path
     multiscale: tuple[int, ...] = ()
+    ways: int = 1
 
     def _check_supports(self, supports: Sequence[SupportPair]) -> None:
         if (
@@ -219,18 +244,25 @@ class Predictor:
         ):
             raise PredictInputError("supports must be a list of (image, mask) pairs")
         n = len(supports)
-        if n != self.shot:
+        got = f"got {n} support{'s' if n != 1 else ''}"
+        if self.ways == 1 and n != self.shot:
             raise PredictInputError(
-                f"checkpoint is {self.shot}-shot, got {n} support{'s' if n != 1 else ''}: "
+                f"checkpoint is {self.shot}-shot, {got}: "
                 f"pass exactly {self.shot} (image, mask) pair(s) (--support IMG MASK), "
                 f"or use a {n}-shot checkpoint"
+            )
+        if n != self.ways * self.shot:
+            raise PredictInputError(
+                f"checkpoint is {self.ways}-way {self.shot}-shot, {got}: pass exactly "
+                f"{self.ways * self.shot} (image, mask) pairs (--support IMG MASK), "
+                f"{self.shot} per class in class order"
             )
 
     def logits(
         self, supports: Sequence[SupportPair], query: ImageLike, size: int | None = None
     ) -> Tensor:
-        """Scores (2,H,W) on the CPU at the query's original size H x W: the logits, or with
-        `multiscale` the sum of the scales' softmax outputs."""
+        """Scores (N+1,H,W) (binary: N = 1) on the CPU at the query's original size H x W: the
+        logits, or with `multiscale` the sum of the scales' softmax outputs."""
         self._check_supports(supports)
         size = check_size(self.size if size is None else size)
         q = load_image(query, "query image")
@@ -238,7 +270,7 @@ class Predictor:
         images = torch.stack([image for image, _ in tensors])
         masks = torch.stack([labels for _, labels in tensors])
         with torch.inference_mode():
-            out = inference(self.net, self.multiscale)(
+            out = inference(_class_major(self.net, self.ways), self.multiscale)(
                 _normalise(q, size)[None].to(self.device),
                 images[None].to(self.device),
                 masks[None].to(self.device),
@@ -251,17 +283,18 @@ class Predictor:
     def predict(
         self, supports: Sequence[SupportPair], query: ImageLike, size: int | None = None
     ) -> np.ndarray:
-        """The predicted mask: uint8 (H,W) in {0, 1} at the query's size."""
+        """The prediction at the query's size, uint8 (H,W): the mask in {0, 1} (binary), or
+        the label map 0..N (0 = background, n = the n-th class)."""
         return self.logits(supports, query, size).argmax(0).numpy().astype(np.uint8)
 
     def predict_proba(
         self, supports: Sequence[SupportPair], query: ImageLike, size: int | None = None
     ) -> np.ndarray:
-        """The foreground probability: float32 (H,W) in [0, 1] at the query's size."""
+        """At the query's size, float32 in [0, 1]: the foreground probability (H,W) (binary),
+        or the probabilities of background and the N classes (N+1,H,W)."""
         scores = self.logits(supports, query, size)
-        if self.multiscale:
-            return (scores[1] / len(self.multiscale)).numpy()
-        return scores.softmax(0)[1].numpy()
+        probs = scores / len(self.multiscale) if self.multiscale else scores.softmax(0)
+        return (probs[1] if self.ways == 1 else probs).numpy()
 
 
 def load_predictor(
@@ -269,20 +302,15 @@ def load_predictor(
     device: str | torch.device = "cpu",
     multiscale: Sequence[int] | None = None,
 ) -> Predictor:
-    """Build the network a binary checkpoint records and load its weights (once per notebook)."""
+    """Build the network a checkpoint records and load its weights (once per notebook)."""
     dev = _device(device)
     path = Path(ckpt)
     checkpoint = read_checkpoint(path, hint="pass --ckpt <file>.ckpt")
-    ways = description(checkpoint, path)["network"].get("ways")
-    if ways:
-        raise CheckpointError(
-            f"checkpoint {path} is a multi-class ({ways}-way) model; "
-            "sdaanet-predict supports binary (1-way) checkpoints only"
-        )
     net, info = network_from_checkpoint(path, checkpoint)
     size = int(info["input_size"] or DEFAULT_SIZE)
     sides = tuple(int(s) for s in multiscale or ())
-    return Predictor(net.to(dev), int(info["shot"]), size, dev, path, sides)
+    ways = int(info["network"].get("ways") or 1)
+    return Predictor(net.to(dev), int(info["shot"]), size, dev, path, sides, ways)
 
 
 def predict(
@@ -293,7 +321,8 @@ def predict(
     size: int | None = None,
     multiscale: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Segment `query` given K (image, mask) `supports`: uint8 (H,W) mask in {0, 1}."""
+    """Segment `query` given K (image, mask) `supports` (N-way: N*K, class-major): uint8 (H,W),
+    the mask in {0, 1} or the label map 0..N (`Predictor.predict`)."""
     return load_predictor(ckpt, device, multiscale).predict(supports, query, size)
 
 
@@ -306,16 +335,20 @@ def _save_png(array: np.ndarray, path: Path) -> None:
         raise PredictInputError(f"cannot write {path}: {exc}") from exc
 
 
+def _query_rgb(query: ImageLike, result: np.ndarray, stem: str) -> tuple[np.ndarray, str]:
+    """The query's RGB pixels, which must have `result`'s size, and its stem (a path's own)."""
+    rgb = load_image(query, "query image")
+    if rgb.shape[:2] != result.shape:
+        raise PredictInputError(f"mask is {result.shape} but the query image is {rgb.shape[:2]}")
+    return rgb, Path(query).stem if isinstance(query, str | os.PathLike) else stem
+
+
 def save_outputs(
     query: ImageLike, mask: np.ndarray, out_dir: str | os.PathLike, stem: str = "query"
 ) -> tuple[Path, Path]:
     """Write `<stem>_mask.png` (0/255) and `<stem>_overlay.png` into `out_dir` (created);
     a query path gives its own stem. Returns both paths."""
-    rgb = load_image(query, "query image")
-    if rgb.shape[:2] != mask.shape:
-        raise PredictInputError(f"mask is {mask.shape} but the query image is {rgb.shape[:2]}")
-    if isinstance(query, str | os.PathLike):
-        stem = Path(query).stem
+    rgb, stem = _query_rgb(query, mask, stem)
     out = Path(out_dir)
     paths = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
     _save_png((mask == 1).astype(np.uint8) * 255, paths[0])
@@ -323,20 +356,87 @@ def save_outputs(
     return paths
 
 
+def class_names(ways: int, names: Sequence[str] | None = None) -> list[str]:
+    """The names of labels 1..`ways`: `names` (exactly `ways` of them), else `class 1` ..."""
+    if names is None:
+        return [f"class {n}" for n in range(1, ways + 1)]
+    if ways == 1:
+        raise PredictInputError("--names is for multi-class checkpoints; this one is binary")
+    if len(names) != ways:
+        raise PredictInputError(
+            f"checkpoint is {ways}-way, got {len(names)} name{'s' if len(names) != 1 else ''}: "
+            f"pass one per class (--names {' '.join(f'NAME{n}' for n in range(1, ways + 1))})"
+        )
+    return list(names)
+
+
+def class_colours(ways: int) -> list[Colour]:
+    """The overlay colour of labels 1..`ways`: hues evenly spaced from red."""
+    hues = (colorsys.hsv_to_rgb(n / ways, 0.85, 0.95) for n in range(ways))
+    return [(round(r * 255), round(g * 255), round(b * 255)) for r, g, b in hues]
+
+
+def legend(names: Sequence[str]) -> str:
+    """`0 = background, 1 = cat (#f22424), ...`: what each label and overlay colour means."""
+    keys = (f"{n} = {name} (#{r:02x}{g:02x}{b:02x})" for n, (name, (r, g, b)) in
+            enumerate(zip(names, class_colours(len(names)), strict=True), 1))  # fmt: skip
+    return ", ".join(["0 = background", *keys])
+
+
+def legend_image(names: Sequence[str], row: int = 20, pad: int = 4) -> np.ndarray:
+    """(H,W,3) uint8: one row per class, its overlay colour's swatch and `n: name`."""
+    texts = [f"{n}: {name}" for n, name in enumerate(names, 1)]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = 3 * pad + row + int(max(probe.textlength(t) for t in texts)) + 1
+    canvas = Image.new("RGB", (width, pad + len(texts) * row), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (text, colour) in enumerate(zip(texts, class_colours(len(names)), strict=True)):
+        y = pad + i * row
+        draw.rectangle((pad, y, pad + row - 1, y + row - pad - 1), fill=colour, outline=(0, 0, 0))
+        draw.text((2 * pad + row, y + (row - pad) // 2), text, fill=(0, 0, 0), anchor="lm")
+    return np.asarray(canvas)
+
+
+def save_label_outputs(
+    query: ImageLike,
+    labels: np.ndarray,
+    out_dir: str | os.PathLike,
+    names: Sequence[str],
+    stem: str = "query",
+) -> tuple[Path, Path, Path]:
+    """Write a multi-class prediction into `out_dir` (created): `<stem>_labels.png` (the label
+    map, mode L), `<stem>_overlay.png` (label n blended in `class_colours`' n-th colour) and
+    `<stem>_legend.png` (`legend_image(names)`); a query path gives its own stem."""
+    rgb, stem = _query_rgb(query, labels, stem)
+    if labels.max(initial=0) > len(names):
+        raise PredictInputError(f"labels reach {labels.max()} but {len(names)} names are given")
+    blended = rgb
+    for n, colour in enumerate(class_colours(len(names)), 1):
+        blended = overlay(blended, (labels == n).astype(np.uint8), colour)
+    out = Path(out_dir)
+    paths = out / f"{stem}_labels.png", out / f"{stem}_overlay.png", out / f"{stem}_legend.png"
+    _save_png(labels.astype(np.uint8), paths[0])
+    _save_png(blended, paths[1])
+    _save_png(legend_image(names), paths[2])
+    return paths
+
+
 # ---------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sdaanet-predict",
-        description="Segment a query image given K annotated support images (K-shot checkpoint).",
+        description="Segment a query image given K annotated support images per class "
+        "(K-shot checkpoint; N-way multi-class checkpoints take N*K).",
     )
-    p.add_argument("--ckpt", required=True, type=Path, help="a binary sdaanet checkpoint (.ckpt)")
+    p.add_argument("--ckpt", required=True, type=Path, help="an sdaanet checkpoint (.ckpt)")
     p.add_argument(
         "--support",
         required=True,
         nargs=2,
         action="append",
         metavar=("IMG", "MASK"),
-        help="a support image and its mask; repeat K times for a K-shot checkpoint",
+        help="a support image and its mask; repeat K times for a K-shot checkpoint, N*K times "
+        "for an N-way one (class 1's K shots, then class 2's, ...)",
     )
     p.add_argument("--query", required=True, type=Path, help="the image to segment")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
@@ -348,17 +448,29 @@ def _parser() -> argparse.ArgumentParser:
         "--multiscale", type=int, nargs="+", default=None, metavar="SIDE",
         help="Table V multi-scale inference over these sides, e.g. --multiscale 321 473",
     )  # fmt: skip
+    p.add_argument(
+        "--names", nargs="+", default=None, metavar="NAME",
+        help="multi-class: the N classes' names in class order (default: class 1 .. class N)",
+    )  # fmt: skip
     return p
 
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """`sdaanet-predict`: write the mask and overlay PNGs; `error: <message>` and 2 on bad input."""
+    """`sdaanet-predict`: write the mask (multi-class: label map) and overlay PNGs (and the
+    legend); `error: <message>` and 2 on bad input."""
     args = _parser().parse_args(argv)
     supports = [(img, m) for img, m in args.support]
-    mask = predict(args.ckpt, supports, args.query, args.device, args.size, args.multiscale)
-    mask_path, overlay_path = save_outputs(args.query, mask, args.out)
-    print(f"wrote {mask_path} and {overlay_path}")
+    predictor = load_predictor(args.ckpt, args.device, args.multiscale)
+    names = class_names(predictor.ways, args.names)
+    result = predictor.predict(supports, args.query, args.size)
+    if predictor.ways == 1:
+        mask_path, overlay_path = save_outputs(args.query, result, args.out)
+        print(f"wrote {mask_path} and {overlay_path}")
+        return 0
+    labels_path, overlay_path, legend_path = save_label_outputs(args.query, result, args.out, names)
+    print(f"wrote {labels_path}, {overlay_path} and {legend_path}")
+    print(f"legend: {legend(names)}")
     return 0
 
 

@@ -37,6 +37,7 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "hydra/")
 # what two evaluations must share to be averaged over folds ("seeds": how many)
 SIGNATURE = (
     "dataset", "shot", "ways", "episodes", "seeds", "input_size", "label_mode", "multiscale",
+    "preset", "kshot",
 )  # fmt: skip
 EXPECTED = "evaluation records (JSON with protocol/summary/seeds)"
 HINT = "train with test=true or run sdaanet-eval"
@@ -280,11 +281,14 @@ def _stat(values: Sequence[float]) -> Stat:
 def _describe(settings: dict[str, Any]) -> str:
     s = settings
     scales = f"multi-scale {_show(s['multiscale'])}" if s["multiscale"] else "single scale"
-    return (
+    text = (
         f"{s['dataset']}, {s['shot']}-shot {s['ways']}-way, {s['episodes']} episodes x "
         f"{s['seeds']} seed{'s' if s['seeds'] != 1 else ''}, input {s['input_size']}, "
         f"label mode {s['label_mode']}, {scales}"
     )
+    if s.get("kshot"):
+        text += f", K-shot by {s['kshot']}"
+    return text
 
 
 def _protocol(record: dict[str, Any], registry: dict[tuple[Any, ...], Protocol]) -> Protocol:

@@ -19,6 +19,7 @@ CHOICES = {
     "model.query_reweight": QUERY_REWEIGHTS,
     "runtime.precision": PRECISIONS,
     "test_ckpt": ("best", "last"),
+    "eval.kshot": ("fusion", "voting"),
 }
 
 

@@ -20,6 +20,9 @@ Recipes (digest §4.4):
   canvas of raw 0 (image) / 255 (label), then normalised.
 - ``val_paper`` (the paper's evaluation): scaled, aspect kept, so that the longer side equals
   ``size`` (up or down), pasted top-left into a size x size canvas of raw 0 ("pad zero") / 255.
+- ``val_floor8`` (PFENet's and BAM's test, ``docs/protocols.md``): scaled, aspect kept, so that
+  the longer side equals ``size`` (up or down), both sides floored to multiples of 8, pasted
+  top-left into a size x size canvas of raw 0 / 255.
 
 Evaluation scores against the label at the original size come from the episode's
 ``raw_query_mask`` (``return_raw_label``), not from the transformed label.
@@ -42,7 +45,8 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RECIPES = ("train", "train_paper", "val", "val_pad", "val_paper")
+RECIPES = ("train", "train_paper", "val", "val_pad", "val_paper", "val_floor8")
+PADDED = ("val_pad", "val_paper", "val_floor8")
 CROP_TRIES = 30
 CROP_KEEP = 0.85
 
@@ -87,7 +91,7 @@ def build_pipeline(recipe: str, size: int | tuple[int, int]) -> A.Compose:
         steps = [scale, rotate, A.HorizontalFlip(p=0.5)]
     elif recipe == "val":
         steps = [resize]
-    elif recipe in ("val_pad", "val_paper"):
+    elif recipe in PADDED:
         steps = []  # the aspect-keeping resize and the padding are done by hand
     else:
         raise ValueError(f"unknown transform recipe {recipe!r}; expected one of {RECIPES}")
@@ -100,7 +104,7 @@ class EpisodeTransform:
     def __init__(self, recipe: str, size: int | tuple[int, int]) -> None:
         self.recipe = recipe
         self.size = _size_hw(size)
-        if recipe in ("val_pad", "val_paper", "train_paper") and self.size[0] != self.size[1]:
+        if (recipe in PADDED or recipe == "train_paper") and self.size[0] != self.size[1]:
             raise ValueError(f"{recipe} needs a square size, got {size}")
         self.pipeline = build_pipeline(recipe, size)
         self.normalize = A.Normalize(
@@ -115,10 +119,8 @@ class EpisodeTransform:
         rng = np.random.default_rng(seed)
         self.pipeline.set_random_state(rng, random.Random(seed))
         image = np.ascontiguousarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
-        if self.recipe == "val_pad":
-            image, label = pad_resize(image, label, self.size[0])
-        elif self.recipe == "val_paper":
-            image, label = pad_resize(image, label, self.size[0], shrink_only=False)
+        if self.recipe in PADDED:
+            image, label = pad_resize(image, label, self.size[0], self.recipe)
         out = self.pipeline(image=image, mask=label)
         image, label = out["image"], out["mask"]
         if self.recipe == "train_paper":
@@ -129,8 +131,8 @@ class EpisodeTransform:
 
     def valid_hw(self, h: int, w: int) -> tuple[int, int]:
         """The top-left region of the output that shows an h x w input (the rest is padding)."""
-        if self.recipe in ("val_pad", "val_paper"):
-            return _padded_hw(h, w, self.size[0], shrink_only=self.recipe == "val_pad")
+        if self.recipe in PADDED:
+            return _padded_hw(h, w, self.size[0], self.recipe)
         return self.size
 
     def __repr__(self) -> str:
@@ -163,27 +165,29 @@ def pad_crop(
     return image, label
 
 
-def _padded_hw(h: int, w: int, size: int, shrink_only: bool) -> tuple[int, int]:
-    if shrink_only:
-        if max(h, w) <= size:
+def _padded_hw(h: int, w: int, size: int, recipe: str) -> tuple[int, int]:
+    """The (h, w) an h x w image is resized to before padding, by recipe (see the module doc)."""
+    if recipe in ("val_pad", "val_floor8"):
+        if recipe == "val_pad" and max(h, w) <= size:
             return h, w
         if h >= w:
             new_h, new_w = size, int(w * (size / h))
         else:
             new_h, new_w = int(h * (size / w)), size
-        return new_h // 8 * 8, new_w // 8 * 8
+        return max(8, new_h // 8 * 8), max(8, new_w // 8 * 8)
     scale = size / max(h, w)
     return min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale)))
 
 
 def pad_resize(
-    image: np.ndarray, label: np.ndarray, size: int, shrink_only: bool = True
+    image: np.ndarray, label: np.ndarray, size: int, recipe: str = "val_pad"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resize with the aspect kept and paste top-left into a size x size canvas (image 0, label
-    255). ``shrink_only``: the authors' ``test_Resize`` (only larger images shrink, sides floored
-    to multiples of 8); otherwise the paper's (the longer side becomes ``size``)."""
+    255). ``recipe``: ``val_pad``, the authors' ``test_Resize`` (only larger images shrink, sides
+    floored to multiples of 8); ``val_paper``, the paper's (the longer side becomes ``size``);
+    ``val_floor8``, PFENet's (the longer side becomes ``size``, sides floored to multiples of 8)."""
     h, w = label.shape
-    new_h, new_w = _padded_hw(h, w, size, shrink_only)
+    new_h, new_w = _padded_hw(h, w, size, recipe)
     if (new_h, new_w) != (h, w):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         label = cv2.resize(label, (new_w, new_h), interpolation=cv2.INTER_NEAREST)

@@ -41,6 +41,35 @@ class MultiScale:
         return total
 
 
-def inference(net: Network, multiscale: Sequence[int] | None = None) -> Network:
-    """The network itself, or wrapped in `MultiScale` when `multiscale` lists sides."""
-    return MultiScale(net, multiscale) if multiscale else net
+
+
+class ShotVoting:
+    """HSNet's test-time K-shot from a 1-shot network: each support alone gives a prediction,
+    the votes V (0..K per pixel) are summed, and a pixel is foreground where
+    V / max(max_pixels V, 1) >= 0.5: the threshold is relative to the largest vote in the image,
+    not to K. Its output is the one-hot (B, 2, H, W) of that decision."""
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+
+    def __call__(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> Tensor:
+        votes = sum(
+            self.net(query, support_images[:, k : k + 1], support_masks[:, k : k + 1]).argmax(1)
+            for k in range(support_images.shape[1])
+        )
+        return F.one_hot(vote(votes), 2).permute(0, 3, 1, 2).float()
+
+
+def vote(votes: Tensor) -> Tensor:
+    """The foreground (B, H, W) of summed 0/1 votes: V / max(max V, 1) >= 0.5 per episode."""
+    peak = votes.flatten(1).amax(1).clamp(min=1).view(-1, 1, 1)
+    return (votes.float() / peak >= 0.5).long()
+
+
+def inference(
+    net: Network, multiscale: Sequence[int] | None = None, kshot: str | None = None
+) -> Network:
+    """The network itself, wrapped in `MultiScale` when `multiscale` lists sides and in
+    `ShotVoting` for `kshot="voting"` (`"fusion"` and None: the network's own K-shot path)."""
+    policy = MultiScale(net, multiscale) if multiscale else net
+    return ShotVoting(policy) if kshot == "voting" else policy
