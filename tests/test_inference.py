@@ -40,3 +40,18 @@ def test_the_lightning_module_predicts_through_the_same_wrapper():
     expected = MultiScale(module.net, [65, 97])(*batch.values())
     torch.testing.assert_close(module.predict(batch), expected, rtol=0, atol=0)
     assert not any(k.startswith("infer") for k in module.state_dict())  # the net is stored once
+
+
+def test_multiscale_resizes_n_way_supports_class_by_class():
+    seen = []
+
+    def net(query, images, masks):  # (B, N, K, 3, h, w) supports: foreground = class 1's mask
+        seen.append((tuple(images.shape), tuple(masks.shape)))
+        fg = masks[:, 0, 0].float()
+        return torch.stack([1 - fg, fg, torch.zeros_like(fg)], 1)
+
+    masks = torch.zeros(1, 2, 1, 8, 8, dtype=torch.int64)
+    masks[0, 0, 0, :, :4] = 1
+    scores = MultiScale(net, [8, 4])(torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 1, 3, 8, 8), masks)
+    assert seen == [((1, 2, 1, 3, 8, 8), (1, 2, 1, 8, 8)), ((1, 2, 1, 3, 4, 4), (1, 2, 1, 4, 4))]
+    assert scores.argmax(1)[0, :, :4].eq(1).all() and scores.argmax(1)[0, :, 4:].eq(0).all()

@@ -21,7 +21,8 @@ prediction is a label map, uint8 (H,W): 0 = background, n = the n-th class; `pre
 gives the (N+1,H,W) class probabilities. The CLI writes `<stem>_labels.png` (that label map,
 mode L), `<stem>_overlay.png` (class n blended in `class_colours(N)[n - 1]`) and
 `<stem>_legend.png` (each colour's label and name), and prints the legend; `--names` names the
-classes (default `class 1` ... `class N`).
+classes (default `class 1` ... `class N`). Error messages name a support by its position
+(`support 3 mask ...`: the third pair, i.e. class 2's first shot in a 2-way 2-shot episode).
 
 Every image is warped (aspect not kept) to `size` x `size` (bilinear images, nearest masks), as
 the authors' test transform; the logits are resized bilinearly to the query's size before the
@@ -378,8 +379,8 @@ def class_colours(ways: int) -> list[Colour]:
 
 def legend(names: Sequence[str]) -> str:
     """`0 = background, 1 = cat (#f22424), ...`: what each label and overlay colour means."""
-    keys = (f"{n} = {name} (#{r:02x}{g:02x}{b:02x})" for n, (name, (r, g, b)) in
-            enumerate(zip(names, class_colours(len(names)), strict=True), 1))  # fmt: skip
+    pairs = enumerate(zip(names, class_colours(len(names)), strict=True), 1)
+    keys = [f"{n} = {name} (#{r:02x}{g:02x}{b:02x})" for n, (name, (r, g, b)) in pairs]
     return ", ".join(["0 = background", *keys])
 
 

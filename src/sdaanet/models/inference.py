@@ -13,7 +13,8 @@ Network = Callable[[Tensor, Tensor, Tensor], Tensor]
 class MultiScale:
     """Table V's multi-scale inference: the network also runs on the inputs resized to each
     listed side; the softmax outputs, resized to the input size, are summed. Its output is a
-    score map (B,C,H,W) whose argmax is the prediction, like the logits it replaces."""
+    score map (B,C,H,W) whose argmax is the prediction, like the logits it replaces. Supports
+    are (B, K, 3, H, W), or (B, N, K, 3, H, W) for N-way episodes."""
 
     def __init__(self, net: Network, sides: Sequence[int]) -> None:
         if not sides:
@@ -29,18 +30,20 @@ class MultiScale:
                 scores = self.net(query, support_images, support_masks)
             else:
                 resize = (side, side)
+                masks = support_masks.flatten(0, -3).unsqueeze(1).float()  # (B, [N,] K, H, W)
                 scores = self.net(
                     F.interpolate(query, resize, mode="bilinear", align_corners=True),
                     F.interpolate(
-                        support_images.flatten(0, 1), resize, mode="bilinear", align_corners=True
-                    ).unflatten(0, support_images.shape[:2]),
-                    F.interpolate(support_masks.float(), resize, mode="nearest").long(),
+                        support_images.flatten(0, -4), resize, mode="bilinear", align_corners=True
+                    ).unflatten(0, support_images.shape[:-3]),
+                    F.interpolate(masks, resize, mode="nearest")
+                    .squeeze(1)
+                    .long()
+                    .unflatten(0, support_masks.shape[:-2]),
                 )
                 scores = F.interpolate(scores, size, mode="bilinear", align_corners=True)
             total = total + scores.softmax(1)
         return total
-
-
 
 
 class ShotVoting:

@@ -4,6 +4,7 @@
     sdaanet-data coco --root data/coco --workers 8
     sdaanet-data fss1000 --root data/fss1000
     sdaanet-data folder --root path/to/my_dataset
+    sdaanet-data deepglobe --root path/to/datapath     # also isic, chest_xray, fss1000_patnet
 
 One subcommand per dataset (``COMMANDS``); every subcommand takes ``--root`` (the dataset root)
 and ``--force`` (rewrite existing lists and labels). The rules of each are in its module's
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sdaanet.cli import entry_point
-from sdaanet.data.prepare import check, coco, pascal
+from sdaanet.data.prepare import check, coco, crossdomain, pascal
 from sdaanet.data.prepare.common import Report
 
 __all__ = ["COMMANDS", "Command", "Report", "main"]
@@ -53,6 +54,26 @@ COMMANDS: dict[str, Command] = {
         "your own data: check images/ labels/ classes.tsv and print the folds",
         check.add_folder_arguments,
         check.run_folder,
+    ),
+    "deepglobe": Command(
+        "cross-domain test set: check Deepglobe/<1..6>/test/{origin,groundtruth} (PATNet's tiles)",
+        crossdomain.add_arguments,
+        crossdomain.make_run("deepglobe"),
+    ),
+    "isic": Command(
+        "cross-domain test set: check ISIC/ISIC2018_Task1-2_Training_Input/<1..3> + GroundTruth",
+        crossdomain.add_arguments,
+        crossdomain.make_run("isic"),
+    ),
+    "chest_xray": Command(
+        "cross-domain test set: check LungSegmentation/{CXR_png,masks}",
+        crossdomain.add_arguments,
+        crossdomain.make_run("chest_xray"),
+    ),
+    "fss1000_patnet": Command(
+        "cross-domain test set: check FSS-1000/<class> of the 240 test classes (PATNet/HSNet)",
+        crossdomain.add_fss_arguments,
+        crossdomain.make_run("fss1000_patnet"),
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from sdaanet.data.sources.base import Source, label_areas
 from sdaanet.data.sources.coco import COCO_LISTS, CocoSource
+from sdaanet.data.sources.crossdomain import CrossDomainSource
 from sdaanet.data.sources.folder import FolderSource
 from sdaanet.data.sources.fss1000 import FSS1000Source
 from sdaanet.data.sources.listfile import PairSource, SplitListSource, prepare_hint
@@ -12,6 +13,7 @@ __all__ = [
     "COCO_LISTS",
     "PASCAL_LISTS",
     "CocoSource",
+    "CrossDomainSource",
     "FSS1000Source",
     "FolderSource",
     "PairSource",
