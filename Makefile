@@ -100,5 +100,12 @@ data-folder: $(STAMP)  ## check your own dataset: make data-folder DATA_ROOT=my_
 	$(call need_root,my_dataset)
 	$(BIN)/sdaanet-data folder --root $(DATA_ROOT) $(ARGS)
 
+.PHONY: cross-domain
+cross-domain: $(STAMP)  ## PATNet's cross-domain test of a PASCAL checkpoint (4 datasets, then the report): make cross-domain CKPT=... DATA_ROOT=datapath
+	@test -n "$(CKPT)" || { echo "error: CKPT is not set; run: make cross-domain CKPT=logs/.../checkpoints/last.ckpt DATA_ROOT=datapath" >&2; exit 2; }
+	$(call need_root,datapath)
+	$(BIN)/python -m sdaanet.eval -m experiment=cross_domain ckpt_path=$(CKPT) paths.data_dir=$(DATA_ROOT) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(BIN)/sdaanet-report $(SWEEP_DIR)
+
 clean:  ## remove caches and logs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs multirun

@@ -109,7 +109,9 @@ def voc_sbd(tmp_path):
 def test_entry_point_and_subcommands(capsys):
     (script,) = entry_points(group="console_scripts", name="sdaanet-data")
     assert script.value == "sdaanet.data.prepare:main" and script.load() is prepare.main
-    assert list(prepare.COMMANDS) == ["pascal", "coco", "fss1000", "folder"]
+    assert list(prepare.COMMANDS) == [
+        "pascal", "coco", "fss1000", "folder", "deepglobe", "isic", "chest_xray", "fss1000_patnet",
+    ]  # fmt: skip
     with pytest.raises(SystemExit) as exit_:
         prepare.main(["--help"])
     assert exit_.value.code == 0 and "pascal" in capsys.readouterr().out

@@ -3,22 +3,34 @@
 `collect` runs a network over test episodes and keeps, per episode, the prediction, the object
 size, the prototypes before and after SDPM (Fig. 8) and, for the first few episodes, the images
 with the prior and SAAM attention maps (Fig. 7, 10). `tsne` embeds the prototypes (Fig. 8);
-`miou_by_object_size` gives class-mIoU per object-size bin (Fig. 9); `per_class_table` and
-`protocol` give the per-class IoU and what the numbers were measured on. `sdaanet.viz` draws them.
+`size_bin_edges` and `miou_by_object_size` give class-mIoU per object-size bin (Fig. 9);
+`support_similarity` the prototype's cosine similarity with its support features (Fig. 11);
+`worst_episodes` and `show_episodes` the failure cases (Fig. 12); `per_class_table`,
+`format_per_class` and `protocol` the per-class IoU and what the numbers were measured on.
+`sdaanet.viz` draws them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from sdaanet.checkpoint import description, summary
+from sdaanet.data.collate import collate_episodes
 from sdaanet.metrics import ClassMIoU, FBIoU, episode_counts
+from sdaanet.models.layers import masked_gap, resize
+from sdaanet.models.sdpm import reweight
+
+PAPER_INPUT = 321  # the paper's evaluation input side (Sec. IV-B)
+PAPER_BIN = 500  # Fig. 9: ten 500-pixel bins of objects below 5000 pixels
+PAPER_MAX_SIZE = 5000
 
 
 @dataclass
@@ -137,19 +149,22 @@ def class_miou(records: Records, select: np.ndarray | None = None) -> float:
     return float(np.mean(ious)) if ious else float("nan")
 
 
-def miou_by_object_size(
-    records: Records, bin_width: int = 500, max_size: int = 5000
-) -> list[dict[str, Any]]:
+def size_bin_edges(input_size: int) -> list[int]:
+    """Fig. 9's bin edges: ten 500-pixel bins up to 5000 px on the paper's 321x321 input, their
+    areas scaled by (input_size / 321)^2 when the input is smaller (kept as is when larger)."""
+    scale = min(1.0, (input_size / PAPER_INPUT) ** 2)
+    return [round(lo * scale) for lo in range(0, PAPER_MAX_SIZE + 1, PAPER_BIN)]
+
+
+def miou_by_object_size(records: Records, edges: Sequence[int]) -> list[dict[str, Any]]:
     """Fig. 9: class-mIoU of the episodes whose object (query foreground pixels) falls in each
-    bin [lo, lo + bin_width) up to `max_size`; one last bin holds the larger objects."""
-    edges = [*range(0, max_size + 1, bin_width), None]
+    bin [lo, hi) of `edges` (NaN for an empty bin); larger objects are left out, as in the paper."""
     out = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        upper = np.inf if hi is None else hi
-        m = (records.object_size >= lo) & (records.object_size < upper)
-        label = f"{lo}-{hi}" if hi is not None else f">={lo}"
-        miou = class_miou(records, m) if m.any() else float("nan")
-        out.append({"bin": label, "low": lo, "high": hi, "episodes": int(m.sum()), "miou": miou})
+        m = (records.object_size >= lo) & (records.object_size < hi)
+        n = int(m.sum())
+        miou = class_miou(records, m) if n else float("nan")
+        out.append({"bin": f"{lo}-{hi}", "low": lo, "high": hi, "episodes": n, "miou": miou})
     return out
 
 
@@ -164,28 +179,110 @@ def tsne(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.nd
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
 
 
-def per_class_table(records: Records, names: dict[int, str]) -> list[dict[str, Any]]:
+def per_class_table(
+    records: Records, names: Mapping[int, str], classes: Sequence[int]
+) -> list[dict[str, Any]]:
     """Per-class IoU (Table VIII style) with episode counts, via the package's ClassMIoU and
-    FB-IoU metrics; the last row is the class-mIoU and FB-IoU."""
+    FB-IoU metrics; `classes` are the fold's test class ids in class-index order (e.g.
+    `datamodule.split_classes("test")`). A class no episode drew has 0 episodes and IoU NaN;
+    the last row is the class-mIoU and FB-IoU."""
+    if len(classes) != records.n_classes:
+        raise ValueError(f"{len(classes)} classes given, the records have {records.n_classes}")
     miou, fb = ClassMIoU(records.n_classes), FBIoU()
     for pred, target, class_index in records.batches:
         miou.update(pred, target, class_index)
         fb.update(pred, target)
-    per_class = miou.per_class().tolist()
-    ids = {int(i): int(c) for i, c in zip(records.class_index, records.class_id, strict=True)}
-    rows = []
-    for idx, iou in enumerate(per_class):
-        cid = ids.get(idx)
-        rows.append(
-            {
-                "class": names.get(cid, f"class {idx}") if cid is not None else f"class {idx}",
-                "episodes": int((records.class_index == idx).sum()),
-                "iou": iou,
-            }
-        )
+    rows = [
+        {
+            "class": names.get(int(cid), f"class {cid}"),
+            "episodes": int((records.class_index == idx).sum()),
+            "iou": iou,
+        }
+        for idx, (cid, iou) in enumerate(zip(classes, miou.per_class().tolist(), strict=True))
+    ]
     rows.append({"class": "class-mIoU", "episodes": len(records.episode),
                  "iou": miou.compute().item(), "fbiou": fb.compute().item()})  # fmt: skip
     return rows
+
+
+def format_per_class(tables: Mapping[str, list[dict[str, Any]]]) -> str:
+    """`per_class_table`s of several models on the same episodes as one text table: a column
+    per model, "not drawn" for a class no episode drew, then the class-mIoU and FB-IoU rows."""
+    first = next(iter(tables.values()))
+    width = max(16, *(len(row["class"]) + 2 for row in first))
+    lines = [f"{'class':<{width}}{'episodes':>9}" + "".join(f"{m:>12}" for m in tables)]
+    for i, row in enumerate(first):
+        cells = [
+            f"{'not drawn':>12}" if row["episodes"] == 0 else f"{t[i]['iou']:12.3f}"
+            for t in tables.values()
+        ]
+        lines.append(f"{row['class']:<{width}}{row['episodes']:>9}" + "".join(cells))
+    fbiou = "".join(f"{t[-1]['fbiou']:12.3f}" for t in tables.values())
+    lines.append(f"{'FB-IoU':<{width}}{'':>9}{fbiou}")
+    return "\n".join(lines)
+
+
+def episode_iou(records: Records) -> np.ndarray:
+    """(E,) foreground IoU of every episode (NaN where prediction and target have none)."""
+    union = records.union.astype(float)
+    return np.divide(records.inter, union, out=np.full(union.shape, np.nan), where=union > 0)
+
+
+def worst_episodes(records: Records, k: int) -> np.ndarray:
+    """Fig. 12: the episode numbers of the `k` lowest foreground IoUs, worst first (ties in
+    episode order; episodes without an IoU are skipped)."""
+    iou = episode_iou(records)
+    order = np.argsort(iou, kind="stable")  # NaN sorts last
+    return records.episode[order[: min(k, int(np.isfinite(iou).sum()))]]
+
+
+def show_episodes(
+    net: nn.Module, dataset: Dataset, episodes: Sequence[int], n_classes: int
+) -> list[EpisodeShow]:
+    """The given episodes of an episode dataset (episode numbers, e.g. `worst_episodes`) run
+    through `net` and kept for display, in the given order."""
+    batch = collate_episodes([dataset[int(e)] for e in episodes])
+    return collect(net, [batch], n_classes, show=len(episodes)).shown
+
+
+def cosine_map(features: Tensor, prototype: Tensor) -> Tensor:
+    """Eq. 13 at every position: cos(x_ij, p) of (B,C,h,w) features and a (B,C) prototype ->
+    (B,h,w); 0 where a feature vector is zero."""
+    return F.cosine_similarity(features, prototype[:, :, None, None], dim=1)
+
+
+@torch.no_grad()
+def support_similarity(net: nn.Module, episodes: Sequence[EpisodeShow]) -> Tensor:
+    """Fig. 11: per episode, the cosine similarity (Eq. 13) of the support prototype with its
+    own support feature map, (N,H,W) at the input size, for the first shot.
+
+    With SDPM these are the reweighted features F~_s = F_s * a' and p'_s = GAP(F~_s, M_s)
+    (Eq. 3); without (PFENet) F_s and p_s = GAP(F_s, M_s) (Eq. 2). F_s and a are read by
+    forward hooks on `down_supp` and SDPM's `se_supp` during `net.trace`, which they leave
+    unchanged; the prototype is pooled with the network's own mask resize and eps."""
+    net.eval()
+    device = next(net.parameters()).device
+    support = torch.stack([ep.support_image for ep in episodes]).to(device)
+    mask = torch.stack([ep.support_mask for ep in episodes]).to(device)
+    query = torch.stack([ep.query for ep in episodes]).to(device)
+    feats: list[Tensor] = []
+    weights: list[Tensor] = []
+    hooks = [net.down_supp.register_forward_hook(lambda _m, _i, out: feats.append(out))]
+    if net.sdpm is not None:
+        hooks.append(net.sdpm.se_supp.register_forward_hook(lambda _m, _i, o: weights.append(o)))
+    try:
+        net.trace(query, support[:, None], mask[:, None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    s = feats[0].float()
+    m = resize((mask[:, None] == 1).to(s.dtype), s.shape[-2:])
+    p = masked_gap(s, m, net.mask_eps)
+    if weights:
+        factor = reweight(weights[0].float())
+        s, p = s * factor, p * factor
+    sim = cosine_map(s, p.flatten(1))
+    return resize(sim[:, None], mask.shape[-2:])[:, 0].cpu()
 
 
 def protocol(checkpoint: dict[str, Any], cfg: Any) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Figures: PNG overlay grids (demo) and the notebook's matplotlib figures for the paper's
-Fig. 7 (qualitative), Fig. 8 (t-SNE of prototypes), Fig. 9 (class-mIoU by object size) and
-Fig. 10 (SAAM attention); the numbers come from `sdaanet.analysis`."""
+Fig. 7 (qualitative), Fig. 8 (t-SNE of prototypes), Fig. 9 (class-mIoU by object size),
+Fig. 10 (SAAM attention), Fig. 11 (support similarity maps) and Fig. 12 (failure cases); the
+numbers come from `sdaanet.analysis`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from torch import Tensor
 from sdaanet.analysis import EpisodeShow
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.io import atomic_write
+from sdaanet.metrics import episode_counts
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,6 +26,7 @@ MEAN_255 = np.array(IMAGENET_MEAN) * 255
 STD_255 = np.array(IMAGENET_STD) * 255
 GREEN = (0, 200, 0)
 RED = (230, 30, 30)
+GRID_TITLES = ("support + mask", "query", "ground truth", "prediction")
 
 
 def denormalize(image: Tensor) -> np.ndarray:
@@ -53,23 +56,37 @@ def episode_row(
     ]
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """`text` broken at spaces into lines at most `width` px wide (a longer word stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | Path, pad: int = 4) -> Path:
-    """Write a PNG with one row of equally sized panels per episode and a header line."""
-    titles = ["support + mask", "query", "ground truth", "prediction"]
+    """Write a PNG with one row of equally sized panels per episode under a header of column
+    titles, wrapped to the panel width; a column widens to its longest word, so no title runs
+    into the next."""
     h, w = rows[0][0].shape[:2]
-    header = 16
     ncol = max(len(r) for r in rows)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    titles = [_wrap(draw, t, w) for t in GRID_TITLES[:ncol]]
+    boxes = [draw.multiline_textbbox((0, 0), t) for t in titles]
+    col = max(w, *(b[2] for b in boxes))
+    header = max(b[3] for b in boxes) + 2 * pad
     canvas = Image.new(
-        "RGB", (ncol * (w + pad) + pad, header + len(rows) * (h + pad) + pad), (255, 255, 255)
+        "RGB", (ncol * (col + pad) + pad, header + len(rows) * (h + pad)), (255, 255, 255)
     )
     draw = ImageDraw.Draw(canvas)
-    for c, title in enumerate(titles[:ncol]):
-        draw.text((pad + c * (w + pad), 2), title, fill=(0, 0, 0))
+    for c, title in enumerate(titles):
+        draw.multiline_text((pad + c * (col + pad), pad), title, fill=(0, 0, 0))
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
-            canvas.paste(
-                Image.fromarray(panel), (pad + c * (w + pad), header + pad + r * (h + pad))
-            )
+            canvas.paste(Image.fromarray(panel), (pad + c * (col + pad), header + r * (h + pad)))
     return atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 
 
@@ -160,5 +177,49 @@ def fig_size_bins(bins: Sequence[dict[str, Any]]) -> Figure:
     ax.set_xlabel("object size (pixels)")
     ax.set_ylabel("class-mIoU")
     ax.set_ylim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def _mask_image(mask: Tensor) -> np.ndarray:
+    """A label as a grey image: foreground 1, void (255) 0.5, background 0."""
+    m = mask.cpu().numpy()
+    return (m == 1) + 0.5 * (m == 255)
+
+
+def fig_similarity(
+    episodes: Sequence[EpisodeShow], maps: Mapping[str, Tensor], n: int = 4
+) -> Figure:
+    """Fig. 11: support image, its mask, then one cosine-similarity map (`support_similarity`,
+    one (N,H,W) tensor per model, e.g. baseline and SD-AANet) as a heatmap over the support."""
+    shown = list(episodes[:n])
+    fig, axes = _figure(len(shown), 2 + len(maps))
+    for r, ep in enumerate(shown):
+        s = denormalize(ep.support_image)
+        _show(axes[r, 0], s, f"support (class {ep.class_id})")
+        _show(axes[r, 1], _mask_image(ep.support_mask), "support mask", cmap="gray")
+        for c, (model, sim) in enumerate(maps.items()):
+            _show(axes[r, 2 + c], heatmap(s, sim[r]), f"{model} similarity")
+    fig.tight_layout()
+    return fig
+
+
+def fig_failures(episodes: Sequence[EpisodeShow]) -> Figure:
+    """Fig. 12: support + mask, query, ground truth, SAAM attention and the prediction (with its
+    foreground IoU) of each episode, e.g. the worst ones (`worst_episodes`)."""
+    shown = list(episodes)
+    if any(ep.attention is None for ep in shown):
+        raise ValueError("these episodes have no SAAM attention map: the model has SAAM off")
+    fig, axes = _figure(len(shown), 5)
+    for r, ep in enumerate(shown):
+        q = denormalize(ep.query)
+        inter, union = episode_counts(ep.pred[None], ep.target[None])
+        iou = inter[0, 1].item() / max(union[0, 1].item(), 1)
+        _show(axes[r, 0], overlay(denormalize(ep.support_image), ep.support_mask.numpy(), GREEN),
+              f"support (class {ep.class_id})")  # fmt: skip
+        _show(axes[r, 1], q, f"query (episode {ep.episode})")
+        _show(axes[r, 2], overlay(q, ep.target.numpy(), GREEN), "ground truth")
+        _show(axes[r, 3], heatmap(q, ep.attention), "SAAM attention")
+        _show(axes[r, 4], overlay(q, ep.pred.numpy(), RED), f"prediction, IoU {iou:.2f}")
     fig.tight_layout()
     return fig

@@ -161,8 +161,8 @@ def fss_test_classes(root: Path, split_file: str | os.PathLike | None = None) ->
     if not path.is_file():
         raise DataNotFoundError(
             f"FSS-1000 test split not found: {path} is missing; copy HSNet's "
-            "data/splits/fss/test.txt (the 240 test classes) there, or set "
-            "data.source.split_file=<file>"
+            "data/splits/fss/test.txt (the 240 test classes) there, or name another file "
+            "(data.source.split_file=<file>; sdaanet-data: --split-file)"
         )
     names = sorted({n.strip() for n in path.read_text().splitlines() if n.strip()})
     if not names:
