@@ -42,10 +42,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)  ## create .venv and install sdaanet (editable, dev extras, torch==2.13.0)
 
 test: $(STAMP)  ## run the fast test suite (installs first if needed)
-	$(BIN)/pytest -q --nbmake tests notebooks
+	$(BIN)/pytest -q --nbmake --nbmake-kernel=python3 tests notebooks
 
 test-full: $(STAMP)  ## run every test, including the slow ones (DDP, sweeps)
-	$(BIN)/pytest -q --nbmake -m "slow or not slow" tests notebooks
+	$(BIN)/pytest -q --nbmake --nbmake-kernel=python3 -m "slow or not slow" tests notebooks
 
 lint: $(STAMP)  ## ruff check + format check
 	$(BIN)/ruff check src tests scripts bench
