@@ -56,7 +56,8 @@ def train_step_ms(
     """Median ms of one training step (batch 4, 321, 1-shot, ResNet-50, the authors' train-mode
     backbone BN): forward with the losses of Eq. 12, backward, SGD step."""
     torch.manual_seed(0)
-    net = apply_runtime(_build(network("resnet50", 1)).to(device), OmegaConf.create(runtime))
+    net = _build(network("resnet50", 1)).to(device)
+    net = apply_runtime(net, OmegaConf.create(runtime), device.type)
     net.train()
     query, images, masks = _inputs(321, 1, 4, device)
     label = masks[:, 0]
@@ -88,7 +89,8 @@ def eval_episodes_per_s(runtime: dict[str, Any], device: torch.device, episodes:
     )
     dm = build_datamodule(cfg, stage="test")
     dm.setup("test")
-    net = apply_runtime(_build(network("resnet50", 1)).to(device).eval(), OmegaConf.create(runtime))
+    net = _build(network("resnet50", 1)).to(device).eval()
+    net = apply_runtime(net, OmegaConf.create(runtime), device.type)
     loader = iter(dm.test_dataloader())
     with torch.inference_mode(), autocast(runtime, device):
         batch = next(loader)

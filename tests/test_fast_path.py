@@ -124,3 +124,13 @@ def test_runtime_config_selects_the_path():
     conv = fast.decoder.res2[0].weight  # a 3x3 conv: the layouts differ
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert not plain.decoder.res2[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compile_mode_captures_cuda_graphs_on_cuda_only():
+    from sdaanet.runtime import compile_mode
+
+    assert compile_mode("auto", "cuda") == "reduce-overhead"
+    assert compile_mode("auto", "cpu") == "default"
+    assert compile_mode("max-autotune", "cpu") == "max-autotune"
+    with pytest.raises(ValueError, match="runtime.compile_mode='fastest' is not one of auto"):
+        compile_mode("fastest", "cuda")

@@ -235,3 +235,22 @@ def test_the_report_never_puts_two_presets_in_one_column_unmarked(tmp_path):
     write(tmp_path / "b" / "f1.json", preset_record(1, "bam", "y", in_overrides=False))
     (row,) = build_table(load_records([tmp_path / "b"])).rows
     assert row.mean is None and any("preset bam (fold 1) vs pfenet" in n for n in row.notes)
+
+
+# ------------------------------------------------------------------ batched evaluation
+@pytest.mark.parametrize("mode", ["label_mode=data", "label_mode=paper", "eval/protocol=pfenet"])
+def test_batched_evaluation_equals_batch_1_in_fp32(mode, tiny_ckpt, tmp_path):
+    runs = [
+        _eval(
+            tmp_path / str(b),
+            tiny_ckpt,
+            mode,
+            f"data.val_batch_size={b}",
+            "runtime=plain",
+            "eval.seeds=[3]",
+            "eval.protocol.seeds=[3]" if "protocol" in mode else "shot=1",
+            "data.val_episodes=6",
+        )  # fmt: skip
+        for b in (1, 4)
+    ]
+    assert runs[0]["seeds"] == runs[1]["seeds"]

@@ -142,3 +142,37 @@ def test_checkpoint_of_another_shot_or_architecture_or_truncated_names_the_file(
     cut.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*cut.ckpt"):
         fit(_cfg(tmp_path / "cut", f"ckpt_path={cut}"))
+
+
+def test_batched_finiteness_checks_still_keep_the_last_checkpoint(tmp_path, monkeypatch):
+    """On CUDA the loss terms are checked every FINITE_CHECK_EVERY steps (each check waits for
+    the GPU); the same path on the CPU, every 3 steps: still caught before any checkpoint."""
+    from sdaanet.lit import FewShotSegmentationModule
+
+    out = tmp_path / "run"
+    fit(_cfg(out))
+    last = out / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    start = FewShotSegmentationModule.on_train_start
+
+    def every_3(self):
+        start(self)
+        self.finite_check_every = 3
+
+    monkeypatch.setattr(FewShotSegmentationModule, "on_train_start", every_3)
+    getitem = EpisodeDataset.__getitem__
+
+    def poisoned(self, key):
+        item = getitem(self, key)
+        if self.source.split == "train":
+            item["query_image"] = torch.full_like(item["query_image"], float("nan"))
+        return item
+
+    monkeypatch.setattr(EpisodeDataset, "__getitem__", poisoned)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"a training step in 2-3 \(the loss terms are "
+        r"checked every 3 steps on this device\)",
+    ):
+        fit(_cfg(out, "trainer.max_epochs=2", f"ckpt_path={last}"))
+    assert last.read_bytes() == before, "a checkpoint was written over the last good one"

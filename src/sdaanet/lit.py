@@ -21,6 +21,7 @@ from sdaanet.metrics import IGNORE_INDEX, ClassMIoU, FBIoU
 from sdaanet.models.inference import inference
 
 SCORING = ("transformed", "original", "original_padded")
+FINITE_CHECK_EVERY = 50  # on CUDA: steps between the loss terms' finiteness checks
 
 
 class PolyLR(torch.optim.lr_scheduler.LambdaLR):
@@ -88,10 +89,17 @@ class FewShotSegmentationModule(L.LightningModule):
         self.test_miou = ClassMIoU(n_test_classes)
         self.test_fbiou = FBIoU()
         self.test_results: dict[str, Any] = {}
+        # steps between finiteness checks: 1 on the CPU (free), FINITE_CHECK_EVERY on CUDA,
+        # where each check makes the host wait for the GPU (set in on_train_start)
+        self.finite_check_every = 1
+        self._finite: Tensor | None = None  # all loss terms finite since the last check
+        self._unchecked: list[int] = []  # the steps since the last check
 
     def on_train_start(self) -> None:
         """Warn about modules left in eval mode outside the frozen backbone (Lightning's own
-        warning counts the backbone's BatchNorms and is filtered, `sdaanet.console`)."""
+        warning counts the backbone's BatchNorms and is filtered, `sdaanet.console`); check
+        the loss terms' finiteness every step on the CPU, every `FINITE_CHECK_EVERY` on CUDA."""
+        self.finite_check_every = 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
         stuck = [
             n
             for n, m in self.net.named_modules()
@@ -146,20 +154,52 @@ class FewShotSegmentationModule(L.LightningModule):
         return loss
 
     def _check_finite(self, terms: dict[str, Tensor], batch: dict[str, Tensor]) -> None:
-        """Stop at a non-finite loss term, naming the step, the term and the episodes' files;
-        the exception ends the fit before any checkpoint is written over the last good one."""
-        if bool(torch.isfinite(torch.stack(list(terms.values()))).all()):  # one sync per step
+        """Stop at a non-finite loss term, naming the step(s), the term and the episodes' files.
+        Checked every `finite_check_every` steps and before every checkpoint is written, so the
+        exception ends the fit before a checkpoint is written over the last good one."""
+        finite = torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()
+        self._finite = finite if self._finite is None else self._finite & finite
+        self._unchecked.append(int(self.global_step))
+        if len(self._unchecked) >= self.finite_check_every:
+            self._raise_if_not_finite(terms, batch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._raise_if_not_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_not_finite()
+
+    def _raise_if_not_finite(
+        self, terms: dict[str, Tensor] | None = None, batch: dict[str, Tensor] | None = None
+    ) -> None:
+        """The check itself (one host sync): quiet if every term since the last one was finite.
+        `terms`/`batch`: the step just run, named in the message when it is the bad one."""
+        finite, steps = self._finite, self._unchecked
+        self._finite, self._unchecked = None, []
+        if finite is None or bool(finite):
             return
-        bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
-        keys = batch["episode_index"].tolist() if "episode_index" in batch else []
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        dataset = getattr(datamodule, "train_set", None)
-        episodes = "; ".join(dataset.describe_episode(k) for k in keys) if dataset else keys
-        values = ", ".join(f"{name}={terms[name].item()}" for name in bad)
+        where = (
+            f"training step {steps[0]}"
+            if len(steps) == 1
+            else (
+                f"a training step in {steps[0]}-{steps[-1]} (the loss terms are checked every "
+                f"{self.finite_check_every} steps on this device)"
+            )
+        )
+        detail = ""
+        if terms is not None and batch is not None and len(steps) == 1:
+            bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
+            keys = batch["episode_index"].tolist() if "episode_index" in batch else []
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+            dataset = getattr(datamodule, "train_set", None)
+            episodes = "; ".join(dataset.describe_episode(k) for k in keys) if dataset else keys
+            values = ", ".join(f"{name}={terms[name].item()}" for name in bad)
+            detail = f": non-finite loss term {values}; {episodes}"
+        else:
+            detail = ": a non-finite loss term"
         raise NonFiniteLossError(
-            f"training step {self.global_step}: non-finite loss term {values}; {episodes}. "
-            "The last checkpoint was kept: check these files, or lower optimizer.lr and resume "
-            "with ckpt_path=<run>/checkpoints/last.ckpt"
+            f"{where}{detail}. The last checkpoint was kept: check the episodes' files, or "
+            "lower optimizer.lr and resume with ckpt_path=<run>/checkpoints/last.ckpt"
         )
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:

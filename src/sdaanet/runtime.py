@@ -51,8 +51,23 @@ def lightning_precision(runtime: Any, accelerator: str, default: str) -> str:
     return "bf16-mixed" if bf16 else default
 
 
-def apply_runtime(net: nn.Module, runtime: Any) -> nn.Module:
-    """Switch `net` to the configured path in place: `fast`, channels_last, torch.compile."""
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune")
+
+
+def compile_mode(mode: str, device: str) -> str:
+    """torch.compile's mode: `auto` is `reduce-overhead` on CUDA (CUDA graphs: the fixed-shape
+    evaluation replays one captured graph per shape, no kernel launches from Python) and
+    `default` on the CPU, which has no graphs to capture."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"runtime.compile_mode={mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    if mode == "auto":
+        return "reduce-overhead" if device == "cuda" else "default"
+    return mode
+
+
+def apply_runtime(net: nn.Module, runtime: Any, device: str = "cpu") -> nn.Module:
+    """Switch `net` to the configured path in place: `fast`, channels_last, torch.compile (in
+    `compile_mode` for `device`, cuda or cpu)."""
     if runtime is None:
         return net
     if hasattr(net, "fast"):
@@ -63,5 +78,5 @@ def apply_runtime(net: nn.Module, runtime: Any) -> nn.Module:
         import torch._inductor.config as inductor
 
         inductor.freezing = True  # inference graphs: constant weights, BN folded into the convs
-        net.compile()
+        net.compile(mode=compile_mode(runtime.get("compile_mode", "auto"), device))
     return net

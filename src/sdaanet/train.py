@@ -29,7 +29,7 @@ from sdaanet.console import quiet_lightning
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError, DataConfigError, DataError, one_line
 from sdaanet.lit import FewShotSegmentationModule
-from sdaanet.runtime import apply_runtime, lightning_precision
+from sdaanet.runtime import apply_runtime, lightning_precision, trainer_device
 from sdaanet.validate import check_config, precheck, sweeper_target
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,9 @@ def build_module(
     if net is None:
         node = OmegaConf.to_container(cfg.model, resolve=True)
         net = build_network(node, backbone_weights=True)
+    device = trainer_device(cfg.trainer.get("accelerator", "auto"))
     return FewShotSegmentationModule(
-        apply_runtime(net, cfg.get("runtime")),
+        apply_runtime(net, cfg.get("runtime"), device),
         n_test_classes=datamodule.n_test_classes,
         n_val_classes=datamodule.n_val_classes,
         optimizer=instantiate(cfg.optimizer) if cfg.get("optimizer") else None,

@@ -59,8 +59,11 @@ class PriorMask(nn.Module):
 
         ``masked_only`` (the fast path) compares only the support pixels inside some mask of the
         batch: the others are zero features, whose similarity is exactly 0, so the max over
-        them is a floor of 0. Returns (B,1,*size) in [0,1].
+        them is a floor of 0. It applies on the CPU only: the boolean selection has a
+        data-dependent size, which on CUDA makes the host wait for the GPU; there every pixel
+        is compared, with the same result. Returns (B,1,*size) in [0,1].
         """
+        masked_only = masked_only and query_high.device.type == "cpu"
         b, c, h, w = query_high.shape
         q = query_high.reshape(b, c, h * w)
         q_norm = q.norm(p=2, dim=1, keepdim=True)  # (B,1,hw)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .backbones import Backbone
 from .layers import FEMDecoder, masked_gap, resize, segmentation_ce
-from .sdaanet import SDAANet, TrainOutput, _shape
+from .sdaanet import SDAANet, TrainOutput, _shape, host_checks
 
 
 class MultiClassSDAANet(SDAANet):
@@ -74,7 +74,7 @@ class MultiClassSDAANet(SDAANet):
         # a query may lose its classes to augmentation (all background): that is allowed here;
         # episodes whose query holds none of the classes are refused where they are planned
         valid = (query_mask >= 0) & (query_mask <= self.ways) | (query_mask == 255)
-        if not bool(valid.all()):
+        if host_checks(valid) and not bool(valid.all()):
             bad = torch.unique(query_mask[~valid])[:5].tolist()
             raise ValueError(f"query_mask holds {bad}; a {self.ways}-way label is 0..N or 255")
 
