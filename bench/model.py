@@ -1,6 +1,7 @@
 """Model speed and memory: the plain fp32 eager path against the fast path (conf/runtime/).
 
     python bench/model.py [--quick] [--repeats 3] [--warmup 1] [--device cpu|cuda]
+        [--batch 16] [--compile] [--sync-debug] [--workers 8] [--docs]
 
 1. Inference ms per episode: 1- and 5-shot, 321 and 473, ResNet-50 and ResNet-101
    (`--quick`: 1-shot ResNet-50 only), each the median of `--repeats` timed passes after
@@ -8,8 +9,14 @@
 2. Training step time: batch 4, 321, 1-shot, ResNet-50, forward + backward + SGD step.
 3. End-to-end evaluation episodes/s, data loading included: the synthetic test loader at 473,
    ResNet-50, 1-shot, batch 1, 2 workers.
-Also records the device name, torch version and thread count, and the fast path's speed-up per
-row. Results: a printed table and `logs/bench/model.json`. Never part of the test suite.
+`--batch B` adds every inference row and the end-to-end row at batch B (episodes per forward);
+`--compile` adds fast + torch.compile (`runtime.compile_mode=auto`: CUDA graphs on CUDA) with
+its compilation time; `--sync-debug` runs one fast forward under
+`torch.cuda.set_sync_debug_mode("warn")` and records the host-sync warnings it raised; the
+training row is also timed with `backbone.freeze_bn=true` (the one-pass backbone). Also records
+the device name, torch version and thread count, and the fast path's speed-up per row. Results:
+a printed table and `logs/bench/model.json` (`--docs`: also `docs/bench_<device>.json`). Never
+part of the test suite.
 """
 
 from __future__ import annotations
@@ -51,15 +58,19 @@ def _sync(device: torch.device) -> None:
 
 
 def train_step_ms(
-    runtime: dict[str, Any], device: torch.device, warmup: int, repeats: int
-) -> float:
-    """Median ms of one training step (batch 4, 321, 1-shot, ResNet-50, the authors' train-mode
-    backbone BN): forward with the losses of Eq. 12, backward, SGD step."""
+    runtime: dict[str, Any], device: torch.device, warmup: int, repeats: int,
+    batch: int = 4, freeze_bn: bool = False,
+) -> float:  # fmt: skip
+    """Median ms of one training step (`batch`, 321, 1-shot, ResNet-50; the authors' train-mode
+    backbone BN, or `freeze_bn`: running statistics, which the fast path's one backbone pass
+    needs): forward with the losses of Eq. 12, backward, SGD step."""
     torch.manual_seed(0)
-    net = _build(network("resnet50", 1)).to(device)
+    node = network("resnet50", 1)
+    node["backbone"]["freeze_bn"] = freeze_bn
+    net = _build(node).to(device)
     net = apply_runtime(net, OmegaConf.create(runtime), device.type)
     net.train()
-    query, images, masks = _inputs(321, 1, 4, device)
+    query, images, masks = _inputs(321, 1, batch, device)
     label = masks[:, 0]
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
@@ -79,14 +90,18 @@ def train_step_ms(
     return statistics.median(times)
 
 
-def eval_episodes_per_s(runtime: dict[str, Any], device: torch.device, episodes: int) -> float:
-    """Episodes/s of the synthetic test loader at 473 (2 workers) through ResNet-50, 1-shot,
-    batch 1, data loading included; the first batch (worker start-up) is not timed."""
+def eval_episodes_per_s(
+    runtime: dict[str, Any], device: torch.device, episodes: int, batch: int = 1, workers: int = 2
+) -> float:
+    """Episodes/s of the synthetic test loader at 473 (`workers` workers, pinned memory on CUDA)
+    through ResNet-50, 1-shot, `batch` episodes per forward, data loading included; the first
+    batch (worker start-up) is not timed."""
     from sdaanet.train import build_datamodule  # the data stack (albumentations) only here
 
     cfg = compose_config(
-        ["data.val_size=473", f"data.val_episodes={episodes + 1}", "data.val_batch_size=1"]
-    )
+        ["data.val_size=473", f"data.val_episodes={episodes + batch}",
+         f"data.val_batch_size={batch}", f"data.num_workers={workers}"]
+    )  # fmt: skip
     dm = build_datamodule(cfg, stage="test")
     dm.setup("test")
     net = _build(network("resnet50", 1)).to(device).eval()
@@ -99,10 +114,50 @@ def eval_episodes_per_s(runtime: dict[str, Any], device: torch.device, episodes:
         _sync(device)
         start = time.perf_counter()
         for batch in loader:
-            args = (batch[k].to(device) for k in ("query_image", "support_images", "support_masks"))
-            net(*args).argmax(1).cpu()
+            keys = ("query_image", "support_images", "support_masks")
+            net(*(batch[k].to(device, non_blocking=True) for k in keys)).argmax(1).cpu()
         _sync(device)
     return episodes / (time.perf_counter() - start)
+
+
+def inference_row(
+    backbone: str, shot: int, size: int, batch: int, device: torch.device, args: Any
+) -> dict[str, Any]:
+    """Plain, fast (and with `--compile` fast + torch.compile) ms per forward of `batch`
+    episodes, per episode, and peak memory."""
+    row: dict[str, Any] = {"backbone": backbone, "shot": shot, "size": size, "batch": batch}
+    paths = {**PATHS, **({"fast+compile": COMPILED} if args.compile else {})}
+    for name, runtime in paths.items():
+        start = time.perf_counter()
+        r = profile(network(backbone, shot), size, shot, device, args.warmup, args.repeats,
+                    batch=batch, runtime=runtime)  # fmt: skip
+        row[name] = {k: r.get(k) for k in ("ms_median", "peak_memory_mb", "precision")}
+        row[name]["ms_per_episode"] = r["ms_median"] / batch
+        if name == "fast+compile":  # the warm-up holds the compilation
+            row[name]["wall_s_with_compilation"] = time.perf_counter() - start
+    row["speedup"] = row["plain fp32"]["ms_median"] / row["fast"]["ms_median"]
+    return row
+
+
+def sync_warnings(device: torch.device) -> list[str]:
+    """The host-sync warnings of one fast forward (1-shot, 473, ResNet-50) on CUDA, caught
+    with `torch.cuda.set_sync_debug_mode("warn")`: the hot path should raise none."""
+    if device.type != "cuda":
+        return []
+    net = _build(network("resnet50", 1)).to(device).eval()
+    net = apply_runtime(net, OmegaConf.create(FAST), device.type)
+    query, images, masks = _inputs(473, 1, 1, device)
+    with torch.inference_mode(), autocast(FAST, device):
+        net(query, images, masks)  # warm-up: allocator, cuDNN autotuning
+        torch.cuda.synchronize(device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                net(query, images, masks)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
 
 
 def main() -> None:
@@ -114,6 +169,10 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-e2e", action="store_true", help="no end-to-end row (no data stack)")
     p.add_argument("--compile", action="store_true", help="also time fast + torch.compile")
+    p.add_argument("--batch", type=int, default=1, help="also time B episodes per forward")
+    p.add_argument("--workers", type=int, default=2, help="end-to-end loader workers")
+    p.add_argument("--sync-debug", action="store_true", help="count host syncs (CUDA)")
+    p.add_argument("--docs", action="store_true", help="also write docs/bench_<device>.json")
     p.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "model.json")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -122,27 +181,26 @@ def main() -> None:
     if args.quick:
         shots, backbones = [1], ["resnet50"]
     rows = []
+    batches = sorted({1, args.batch})
     for backbone in backbones:
         for shot in shots:
             for size in sizes:
-                row = {"backbone": backbone, "shot": shot, "size": size}
-                for name, runtime in PATHS.items():
-                    r = profile(network(backbone, shot), size, shot, device,
-                                args.warmup, args.repeats, runtime=runtime)  # fmt: skip
-                    row[name] = {k: r[k] for k in ("ms_median", "peak_memory_mb", "precision")}
-                if args.compile:
-                    r = profile(network(backbone, shot), size, shot, device,
-                                args.warmup, args.repeats, runtime=COMPILED)  # fmt: skip
-                    row["fast+compile"] = {k: r[k] for k in ("ms_median", "peak_memory_mb")}
-                row["speedup"] = row["plain fp32"]["ms_median"] / row["fast"]["ms_median"]
-                rows.append(row)
-                print(json.dumps(row))
+                for batch in batches:
+                    row = inference_row(backbone, shot, size, batch, device, args)
+                    rows.append(row)
+                    print(json.dumps(row))
     train = {n: train_step_ms(rt, device, args.warmup, args.repeats) for n, rt in PATHS.items()}
-    e2e = (
-        {}
-        if args.skip_e2e
-        else {n: eval_episodes_per_s(rt, device, args.episodes) for n, rt in PATHS.items()}
-    )
+    frozen = {
+        n: train_step_ms(rt, device, args.warmup, args.repeats, batch=8, freeze_bn=True)
+        for n, rt in PATHS.items()
+    }
+    e2e = {}
+    if not args.skip_e2e:
+        for batch in batches:
+            for n, rt in PATHS.items():
+                e2e[f"{n}, batch {batch}"] = eval_episodes_per_s(
+                    rt, device, args.episodes, batch, args.workers
+                )
     result = {
         "device": device_name(device),
         "torch": torch.__version__,
@@ -150,28 +208,42 @@ def main() -> None:
         "inference": rows,
         "train_step_ms": train,
         "train_speedup": train["plain fp32"] / train["fast"],
+        "train_step_ms_freeze_bn_batch8": frozen,
+        "train_speedup_freeze_bn_batch8": frozen["plain fp32"] / frozen["fast"],
         "eval_episodes_per_s": e2e,
-        "eval_speedup": e2e["fast"] / e2e["plain fp32"] if e2e else None,
+        "eval_workers": args.workers,
+        "sync_warnings": sync_warnings(device) if args.sync_debug else None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    outs = [args.out]
+    if args.docs:
+        slug = "".join(c if c.isalnum() else "_" for c in result["device"].lower()).strip("_")
+        outs.append(ROOT / "docs" / f"bench_{slug}.json")
+    for out in outs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
     print(f"\n{result['device']}, torch {result['torch']}, {result['threads']} threads")
-    print(f"{'backbone':<10}{'shot':>5}{'size':>6}{'plain ms':>11}{'fast ms':>10}{'x':>6}"
-          f"{'plain MiB':>11}{'fast MiB':>10}  fast precision")  # fmt: skip
+    header = f"{'backbone':<10}{'shot':>5}{'size':>6}{'batch':>6}{'plain ms/ep':>13}"
+    print(header + f"{'fast ms/ep':>12}{'x':>6}{'plain MiB':>11}{'fast MiB':>10}  fast precision")
     for r in rows:
         a, b = r["plain fp32"], r["fast"]
-        print(f"{r['backbone']:<10}{r['shot']:>5}{r['size']:>6}{a['ms_median']:>11.0f}"
-              f"{b['ms_median']:>10.0f}{r['speedup']:>6.2f}{a['peak_memory_mb']:>11.0f}"
-              f"{b['peak_memory_mb']:>10.0f}  {b['precision']}")  # fmt: skip
+        memory = f"{a['peak_memory_mb']:>11.0f}{b['peak_memory_mb']:>10.0f}  {b['precision']}"
+        print(f"{r['backbone']:<10}{r['shot']:>5}{r['size']:>6}{r['batch']:>6}"
+              f"{a['ms_per_episode']:>13.1f}{b['ms_per_episode']:>12.1f}{r['speedup']:>6.2f}"
+              + memory)  # fmt: skip
         if "fast+compile" in r:
-            c = r["fast+compile"]["ms_median"]
-            print(f"{'':<21}fast + torch.compile: {c:.0f} ms, x{a['ms_median'] / c:.2f}")
-    print(f"training step (batch 4, 321): plain {train['plain fp32']:.0f} ms, fast "
+            c = r["fast+compile"]
+            print(f"{'':<27}fast + torch.compile: {c['ms_per_episode']:.1f} ms/episode, "
+                  f"x{a['ms_median'] / c['ms_median']:.2f}, "
+                  f"{c['wall_s_with_compilation']:.0f} s with compilation")  # fmt: skip
+    print(f"training step (batch 4, 321, authors' BN): plain {train['plain fp32']:.0f} ms, fast "
           f"{train['fast']:.0f} ms, x{result['train_speedup']:.2f}")  # fmt: skip
-    if e2e:
-        print(f"evaluation incl. data (473): plain {e2e['plain fp32']:.2f} episodes/s, fast "
-              f"{e2e['fast']:.2f} episodes/s, x{result['eval_speedup']:.2f}")  # fmt: skip
-    print(f"wrote {args.out}")
+    print(f"training step (batch 8, 321, freeze_bn): plain {frozen['plain fp32']:.0f} ms, fast "
+          f"{frozen['fast']:.0f} ms, x{result['train_speedup_freeze_bn_batch8']:.2f}")  # fmt: skip
+    for name, rate in e2e.items():
+        print(f"evaluation incl. data (473, {args.workers} workers), {name}: {rate:.1f} episodes/s")
+    if args.sync_debug:
+        print(f"host syncs in one fast forward: {len(result['sync_warnings'] or [])}")
+    print(f"wrote {', '.join(map(str, outs))}")
 
 
 if __name__ == "__main__":
