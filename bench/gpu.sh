@@ -8,3 +8,5 @@ export NO_ALBUMENTATIONS_UPDATE=1 WANDB_MODE=offline
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python bench/model.py --device cuda --batch "${BATCH:-16}" --compile --sync-debug \
     --workers "${WORKERS:-8}" --episodes "${EPISODES:-400}" --repeats 5 --warmup 3 --docs "$@"
+# accuracy of the default path against plain fp32 (CKPT=logs/demo/runs/<run>/checkpoints/last.ckpt)
+if [ -n "${CKPT:-}" ]; then python bench/accuracy.py --ckpt "$CKPT" --device cuda; fi
