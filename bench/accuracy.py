@@ -19,6 +19,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its update check would
 from pathlib import Path
 
 import torch
+from model import PATHS  # bench/model.py: plain fp32 and the fast path
 from omegaconf import OmegaConf
 
 from sdaanet.checkpoint import network_from_checkpoint
@@ -31,10 +32,6 @@ from sdaanet.runtime import apply_runtime, autocast
 from sdaanet.train import build_datamodule
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = {
-    "plain fp32": {"fast": False, "channels_last": False, "precision": "fp32", "compile": False},
-    "fast": {"fast": True, "channels_last": True, "precision": "auto", "compile": False},
-}
 
 
 def predictions(net: torch.nn.Module, loader, runtime: dict, device: torch.device) -> list:

@@ -42,6 +42,21 @@ def module(**kw):
     return FewShotSegmentationModule(FixedNet(), n_test_classes=2, **kw)
 
 
+def raw_batch(raw: torch.Tensor, valid: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """A 1-episode 32x32 batch whose original-size label `raw` shows as the top-left `valid`
+    region of the input."""
+    return {
+        "query_image": torch.zeros(1, 3, 32, 32),
+        "support_images": torch.zeros(1, 1, 3, 32, 32),
+        "support_masks": torch.zeros(1, 1, 32, 32, dtype=torch.int64),
+        "query_mask": torch.zeros(1, 32, 32, dtype=torch.int64),
+        "class_index": torch.tensor([1]),
+        "raw_query_mask": raw,
+        "raw_size": torch.tensor([list(raw.shape[-2:])]),
+        "raw_valid": torch.tensor([list(valid)]),
+    }
+
+
 def test_original_size_scoring_uses_the_image_region_only():
     # a 10x20 image shown as 10x20 in the top-left of a 32x32 input (val_paper at 20 would scale
     # it; here raw_valid says where it is): the prediction's region is resized to 10x20
@@ -49,16 +64,7 @@ def test_original_size_scoring_uses_the_image_region_only():
     raw = torch.full((1, 10, 20), 255)
     raw[0, :, :5] = 1  # fg: columns 0-4
     raw[0, :, 5:] = 0
-    batch = {
-        "query_image": torch.zeros(1, 3, 32, 32),
-        "support_images": torch.zeros(1, 1, 3, 32, 32),
-        "support_masks": torch.zeros(1, 1, 32, 32, dtype=torch.int64),
-        "query_mask": torch.zeros(1, 32, 32, dtype=torch.int64),
-        "class_index": torch.tensor([1]),
-        "raw_query_mask": raw,
-        "raw_size": torch.tensor([[10, 20]]),
-        "raw_valid": torch.tensor([[10, 20]]),
-    }
+    batch = raw_batch(raw, (10, 20))
     m._evaluate(batch, m.test_miou, m.test_fbiou)
     # predicted fg = columns 0-15 of the 32-wide input, i.e. columns 0-15 of the 20-wide region:
     # fg I = 5*10, U = 16*10; bg I = 4*10, U = 15*10

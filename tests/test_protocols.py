@@ -13,7 +13,7 @@ from sdaanet.errors import CheckpointMismatchError, ConfigError
 from sdaanet.eval import run as run_eval
 from sdaanet.models.inference import ShotVoting, vote
 from sdaanet.protocols import apply_protocol
-from test_eval import module
+from test_eval import module, raw_batch
 
 PRESETS = ["sdaanet_code", "paper", "pfenet", "hsnet", "bam", "hdmnet"]
 # (episodes, side, resize, scoring, 255 left out, number of seeds, aggregate), read off
@@ -100,19 +100,6 @@ def test_hsnet_input_and_label_are_warped_to_400():
 
 
 # ------------------------------------------------------------------ which pixels count
-def _batch(raw: torch.Tensor, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
-    return {
-        "query_image": torch.zeros(1, 3, 32, 32),
-        "support_images": torch.zeros(1, 1, 3, 32, 32),
-        "support_masks": torch.zeros(1, 1, 32, 32, dtype=torch.int64),
-        "query_mask": torch.zeros(1, 32, 32, dtype=torch.int64),
-        "class_index": torch.tensor([1]),
-        "raw_query_mask": raw,
-        "raw_size": torch.tensor([list(hw)]),
-        "raw_valid": torch.tensor([list(hw)]),
-    }
-
-
 def test_pfenet_scores_the_original_label_padded_to_a_square_with_255():
     # FixedNet marks input columns 0-15 of 32 as foreground. The 10x20 label is padded to 20x20
     # (rows 10-19: 255, left out); the whole 32x32 prediction is resized to 20x20
@@ -120,7 +107,7 @@ def test_pfenet_scores_the_original_label_padded_to_a_square_with_255():
     raw = torch.zeros(1, 10, 20, dtype=torch.int64)
     raw[0, :, :5] = 1
     m = module(scoring="original_padded")
-    m._evaluate(_batch(raw, (10, 20)), m.test_miou, m.test_fbiou)
+    m._evaluate(raw_batch(raw, (10, 20)), m.test_miou, m.test_fbiou)
     # rows 0-9 count: fg I = 5*10, U = 10*10; bg I = 10*10, U = 15*10
     assert m.test_miou.per_class()[1].item() == pytest.approx(0.5)
     assert m.test_fbiou.compute().item() == pytest.approx((0.5 + 100 / 150) / 2)
@@ -128,7 +115,7 @@ def test_pfenet_scores_the_original_label_padded_to_a_square_with_255():
 
 def test_hsnet_coco_counts_label_255_as_background():
     raw = torch.tensor([[[1, 0], [255, 0]]])
-    batch = _batch(raw, (2, 2))
+    batch = raw_batch(raw, (2, 2))
     batch["query_mask"] = raw
     batch["query_image"] = torch.zeros(1, 3, 2, 2)  # FixedNet: column 0 foreground
     kept = module(ignore_boundary=True)

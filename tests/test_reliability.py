@@ -59,14 +59,8 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_numbers(tmp_path)
         assert torch.equal(final["state_dict"][name], value), name
 
 
-def test_non_finite_loss_names_step_term_and_files_and_keeps_the_last_checkpoint(
-    tmp_path, monkeypatch
-):
-    out = tmp_path / "run"
-    fit(_cfg(out))
-    last = out / "checkpoints" / "last.ckpt"
-    before = last.read_bytes()
-
+def poison_training_images(monkeypatch) -> None:
+    """Every training episode's query image becomes NaN (the evaluation episodes stay)."""
     getitem = EpisodeDataset.__getitem__
 
     def poisoned(self, key):
@@ -76,6 +70,17 @@ def test_non_finite_loss_names_step_term_and_files_and_keeps_the_last_checkpoint
         return item
 
     monkeypatch.setattr(EpisodeDataset, "__getitem__", poisoned)
+
+
+def test_non_finite_loss_names_step_term_and_files_and_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    fit(_cfg(out))
+    last = out / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    poison_training_images(monkeypatch)
     resume = _cfg(out, "trainer.max_epochs=2", f"ckpt_path={last}")
     with pytest.raises(NonFiniteLossError) as err:
         fit(resume)
@@ -160,15 +165,7 @@ def test_batched_finiteness_checks_still_keep_the_last_checkpoint(tmp_path, monk
         self.finite_check_every = 3
 
     monkeypatch.setattr(FewShotSegmentationModule, "on_train_start", every_3)
-    getitem = EpisodeDataset.__getitem__
-
-    def poisoned(self, key):
-        item = getitem(self, key)
-        if self.source.split == "train":
-            item["query_image"] = torch.full_like(item["query_image"], float("nan"))
-        return item
-
-    monkeypatch.setattr(EpisodeDataset, "__getitem__", poisoned)
+    poison_training_images(monkeypatch)
     with pytest.raises(
         NonFiniteLossError,
         match=r"a training step in 2-3 \(the loss terms are "

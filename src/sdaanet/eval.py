@@ -74,9 +74,13 @@ TRAINING_ONLY = {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "d
 BACKBONE_TRAINING_ONLY = {"weights", "freeze_bn"}
 
 
-def _keys(overrides: Sequence[str]) -> list[str]:
+def _key(override: str) -> str:
     """`data.val_size` for `data.val_size=97`, `+x=1` -> `x`."""
-    return [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _keys(overrides: Sequence[str]) -> list[str]:
+    return [_key(o) for o in overrides if "=" in o]
 
 
 def _differences(composed: Any, stored: Any, prefix: str) -> list[tuple[str, Any, Any]]:
@@ -267,11 +271,10 @@ def configuration(stored: dict[str, Any] | None, overrides: Sequence[str] | None
     """The record's configuration: the checkpoint's training overrides with the evaluation's
     command-line ones (ckpt_path aside) winning; the evaluation's experiment if it chose one."""
     stored = stored or {"experiment": None, "overrides": []}
-    merged = {o.split("=", 1)[0].lstrip("+~"): o for o in stored["overrides"] if "=" in o}
+    merged = {_key(o): o for o in stored["overrides"] if "=" in o}
     for o in overrides or []:
-        key = o.split("=", 1)[0].lstrip("+~")
-        if "=" in o and key != "ckpt_path":
-            merged[key] = o
+        if "=" in o and _key(o) != "ckpt_path":
+            merged[_key(o)] = o
     chosen = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("experiment=")]
     return {
         "experiment": chosen[-1] if chosen else stored["experiment"],

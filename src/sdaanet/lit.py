@@ -186,7 +186,7 @@ class FewShotSegmentationModule(L.LightningModule):
                 f"{self.finite_check_every} steps on this device)"
             )
         )
-        detail = ""
+        detail = ": a non-finite loss term"
         if terms is not None and batch is not None and len(steps) == 1:
             bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
             keys = batch["episode_index"].tolist() if "episode_index" in batch else []
@@ -195,8 +195,6 @@ class FewShotSegmentationModule(L.LightningModule):
             episodes = "; ".join(dataset.describe_episode(k) for k in keys) if dataset else keys
             values = ", ".join(f"{name}={terms[name].item()}" for name in bad)
             detail = f": non-finite loss term {values}; {episodes}"
-        else:
-            detail = ": a non-finite loss term"
         raise NonFiniteLossError(
             f"{where}{detail}. The last checkpoint was kept: check the episodes' files, or "
             "lower optimizer.lr and resume with ckpt_path=<run>/checkpoints/last.ckpt"

@@ -34,7 +34,7 @@ paths, masks included); image and mask must have the same size.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,32 +116,39 @@ def listed(folder: Path, ext: str, rel: str) -> tuple[list[str], list[str]]:
     return keep, dropped
 
 
+def _class_folders(
+    root: Path, dataset: str, names: Sequence[str], image_dir: Callable[[int], str],
+    mask_of: Callable[[int, str], str],
+) -> Listing:  # fmt: skip
+    """The pairs of one image folder per class (class c = 1..len(names), `image_dir(c)`), each
+    image's mask at `mask_of(c, id)`."""
+    pairs, classes, left_out = [], [], []
+    for c in range(1, len(names) + 1):
+        rel = image_dir(c)
+        kept_names, dropped = listed(_folder(root, rel, dataset), "jpg", rel)
+        pairs += [(f"{rel}/{n}", mask_of(c, file_id(n))) for n in kept_names]
+        classes += [c] * len(kept_names)
+        left_out += dropped
+    return Listing(tuple(pairs), tuple(classes), dict(enumerate(names, 1)), tuple(left_out))
+
+
 def deepglobe_listing(root: Path) -> Listing:
     """``Deepglobe/<c>/test/origin/<id>.jpg`` + ``.../groundtruth/<id>.png``, c = 1..6."""
     _folder(root, DEEPGLOBE_DIR, "deepglobe")
-    pairs, classes, left_out = [], [], []
-    for c in range(1, len(DEEPGLOBE_CLASSES) + 1):
-        rel = f"{DEEPGLOBE_DIR}/{c}/test/origin"
-        names, dropped = listed(_folder(root, rel, "deepglobe"), "jpg", rel)
-        masks = f"{DEEPGLOBE_DIR}/{c}/test/groundtruth"
-        pairs += [(f"{rel}/{n}", f"{masks}/{file_id(n)}.png") for n in names]
-        classes += [c] * len(names)
-        left_out += dropped
-    names_by_id = dict(enumerate(DEEPGLOBE_CLASSES, 1))
-    return Listing(tuple(pairs), tuple(classes), names_by_id, tuple(left_out))
+    return _class_folders(
+        root, "deepglobe", DEEPGLOBE_CLASSES,
+        lambda c: f"{DEEPGLOBE_DIR}/{c}/test/origin",
+        lambda c, i: f"{DEEPGLOBE_DIR}/{c}/test/groundtruth/{i}.png",
+    )  # fmt: skip
 
 
 def isic_listing(root: Path) -> Listing:
     """``ISIC2018_Task1-2_Training_Input/<c>/<id>.jpg`` + flat ``<id>_segmentation.png``."""
     _folder(root, ISIC_DIR, "isic")
-    pairs, classes, left_out = [], [], []
-    for c in range(1, len(ISIC_CLASSES) + 1):
-        rel = f"{ISIC_IMAGES}/{c}"
-        names, dropped = listed(_folder(root, rel, "isic"), "jpg", rel)
-        pairs += [(f"{rel}/{n}", f"{ISIC_MASKS}/{file_id(n)}_segmentation.png") for n in names]
-        classes += [c] * len(names)
-        left_out += dropped
-    return Listing(tuple(pairs), tuple(classes), dict(enumerate(ISIC_CLASSES, 1)), tuple(left_out))
+    return _class_folders(
+        root, "isic", ISIC_CLASSES, lambda c: f"{ISIC_IMAGES}/{c}",
+        lambda c, i: f"{ISIC_MASKS}/{i}_segmentation.png",
+    )  # fmt: skip
 
 
 def chest_listing(root: Path) -> Listing:
