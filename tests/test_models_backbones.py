@@ -24,6 +24,9 @@ def n_params(module: nn.Module) -> int:
         ("resnet101_deep", 42_623_936, 1536, 2048),
         ("resnet18", 11_176_512, 384, 512),
         ("resnet34", 21_284_672, 384, 512),
+        ("efficientnet_lite0", 3_371_008, 40 + 112, 1280),  # 4,652,008 with the 1000-class _fc
+        ("efficientnet_lite1", 4_135_680, 40 + 112, 1280),
+        ("efficientnet_lite2", 4_811_072, 48 + 120, 1280),
     ],
 )
 def test_parameter_counts_and_widths(name, count, mid, high):

