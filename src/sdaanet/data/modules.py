@@ -1,8 +1,8 @@
 """One LightningDataModule per dataset (``data=<name>`` in Hydra): synthetic, pascal, coco,
-fss1000 and folder, and the test-only sets of PATNet's cross-domain benchmark (deepglobe, isic,
-chest_xray, fss1000_patnet). Each only says which files make a split and which classes each split
-targets; episodes, transforms and loaders are shared (``EpisodicDataModule``); the cross-domain
-sets also draw their episodes PATNet's way (``ClassCycleEpisodes``, ``SupportPoolEpisodes``).
+fss1000, folder and msrc, and the test-only sets of PATNet's cross-domain benchmark (deepglobe,
+isic, chest_xray, fss1000_patnet). Each only says which files make a split and which classes each
+split targets; episodes, transforms and loaders are shared (``EpisodicDataModule``); the
+cross-domain sets also draw their episodes PATNet's way (``ClassCycleEpisodes``, ``SupportPoolEpisodes``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import numpy as np
 from sdaanet.data.datamodule import EpisodicDataModule, plain
 from sdaanet.data.episodes import EpisodeDataset, EpisodePlan
 from sdaanet.data.folds import (
+    MSRC_FOLDS,
+    MSRC_STUFF,
     NUM_FOLDS,
     check_fold,
+    class_ids_of,
     fold_classes,
     rule_folds,
 )
@@ -171,7 +174,9 @@ class FolderDataModule(EpisodicDataModule):
 
     Folds: ``folds`` (one list of class ids or names per fold) if given, else the ids of
     ``classes.tsv`` dealt into ``num_folds`` folds by ``fold_rule`` (``contiguous`` or
-    ``interleaved``, ``folds.rule_folds``). ``source``: ``cache`` (class areas, outside ``root``).
+    ``interleaved``, ``folds.rule_folds``). ``background_classes`` (ids or names) are never an
+    episode's target, so their pixels are background everywhere (scenery: grass, sky, road);
+    they take no part in the folds. ``source``: ``cache`` (class areas, outside ``root``).
     """
 
     name = "folder"
@@ -183,24 +188,40 @@ class FolderDataModule(EpisodicDataModule):
         num_folds: int = NUM_FOLDS,
         fold_rule: str = "contiguous",
         folds: Sequence[Sequence[int | str]] | None = None,
+        background_classes: Sequence[int | str] = (),
         **kwargs: Any,
     ) -> None:
         self.root = _root(root, self.name)
         self.num_folds = int(num_folds)
         self.fold_rule = fold_rule
         self.explicit_folds = plain(folds)
+        self.background = list(plain(background_classes) or ())
         super().__init__(fold=fold, **kwargs)
         self._folds: list[list[int]] | None = None
         self._names: dict[int, str] | None = None
+        self._background: list[int] = []
 
     def folds(self) -> list[list[int]]:
         """The novel classes of every fold."""
         if self._folds is None:
             check_folder(self.root)
-            self._names = read_classes(self.root / "classes.tsv")
-            self._folds = rule_folds(
-                self._names, self.num_folds, self.fold_rule, self.explicit_folds, self._names
+            names = read_classes(self.root / "classes.tsv")
+            background = (
+                class_ids_of(self.background, list(names), names, "background_classes")
+                if self.background
+                else []
             )
+            dealt = (
+                [c for c in names if c not in background] if self.explicit_folds is None else names
+            )
+            folds = rule_folds(dealt, self.num_folds, self.fold_rule, self.explicit_folds, names)
+            both = sorted({c for fold in folds for c in fold} & set(background))
+            if both:
+                raise DataConfigError(
+                    f"{names[both[0]]!r} is both in a fold and in background_classes; "
+                    "a background class is never a target: remove it from one of them"
+                )
+            self._folds, self._names, self._background = folds, names, background
             check_fold(self.fold, len(self._folds))
         return self._folds
 
@@ -208,7 +229,7 @@ class FolderDataModule(EpisodicDataModule):
         novel = self.folds()[self.fold]
         if split in ("val", "test"):
             return novel
-        return [c for c in self.class_names if c not in novel]
+        return [c for c in self.class_names if c not in novel and c not in self._background]
 
     def make_source(self, split: str) -> Source:
         return FolderSource(self.root, split, **self.source_options)
@@ -221,6 +242,18 @@ class FolderDataModule(EpisodicDataModule):
         self.folds()
         assert self._names is not None
         return self._names
+
+
+class MSRCDataModule(FolderDataModule):
+    """MSRC-v2 with object-level labels, read as a folder dataset: three folds of five object
+    classes (``folds.MSRC_FOLDS``); the stuff classes (``folds.MSRC_STUFF``) are background."""
+
+    name = "msrc"
+
+    def __init__(self, root: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("folds", MSRC_FOLDS)
+        kwargs.setdefault("background_classes", MSRC_STUFF)
+        super().__init__(root=root, num_folds=len(MSRC_FOLDS), **kwargs)
 
 
 class ClassCycleEpisodes(EpisodeDataset):
