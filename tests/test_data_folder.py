@@ -12,7 +12,6 @@ from sdaanet.data.modules import FolderDataModule
 from sdaanet.data.sources import FolderSource
 from sdaanet.errors import DataError, DataNotFoundError
 
-MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-v2"
 S = 64
 CLASSES = {1: "cat", 2: "dog", 3: "cow", 4: "sheep", 5: "bird", 6: "boat"}
 
@@ -164,10 +163,9 @@ def test_class_with_too_few_images_is_left_out_with_a_warning(tmp_path):
             dm.setup("validate")
 
 
-@pytest.mark.skipif(not MSRC.is_dir(), reason="../shared/data/msrc-v2 is not available")
-def test_msrc_v2_real_photos_as_a_folder_dataset():
+def test_msrc_v2_real_photos_as_a_folder_dataset(msrc_root):
     dm = FolderDataModule(
-        root=MSRC, fold=0, shot=5, val_size=65, val_episodes=20, source={"cache": False}
+        root=msrc_root, fold=0, shot=5, val_size=65, val_episodes=20, source={"cache": False}
     )
     assert len(dm.class_names) == 23 and dm.class_names[5] == "horse"
     assert dm.split_classes("val") == [1, 2, 3, 4, 5, 6]  # contiguous rule, 4 folds: 6/6/6/5

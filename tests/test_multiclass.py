@@ -9,11 +9,11 @@ from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.data.index import EpisodeIndex
 from sdaanet.data.sources.synthetic import SyntheticSource
 from sdaanet.data.transforms import build_transform
-from sdaanet.demo import prior_predictor
 from sdaanet.errors import ConfigError, DataConfigError
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.models import MultiClassSDAANet
+from sdaanet.references import prior_predictor
 from sdaanet.train import build_datamodule, run
 from sdaanet.validate import check_config
 

@@ -23,7 +23,6 @@ from sdaanet.errors import CheckpointError, PredictInputError
 from sdaanet.predict import class_colours, load_predictor, main, mask_labels, predict
 
 SIZE = 65  # conf/debug/tiny.yaml: data.train_size / val_size
-MSRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrc-v2"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,15 +131,13 @@ def test_console_script_in_a_subprocess(ckpt, files, tmp_path):
     np.testing.assert_array_equal(mask, api * 255)
 
 
-def test_real_photos_of_msrc(ckpt, tmp_path):
-    if not MSRC.is_dir():
-        pytest.skip(f"{MSRC} is absent")
-    rows = [line.split("\t") for line in (MSRC / "classes.tsv").read_text().splitlines()[1:]]
+def test_real_photos_of_msrc(ckpt, tmp_path, msrc_root):
+    rows = [line.split("\t") for line in (msrc_root / "classes.tsv").read_text().splitlines()[1:]]
     cow = int(next(i for i, name in rows if name == "cow"))
-    label = np.asarray(Image.open(MSRC / "labels" / "1_11_s.png"))
+    label = np.asarray(Image.open(msrc_root / "labels" / "1_11_s.png"))
     mask = _write(np.where(label == 255, 255, label == cow).astype(np.uint8), tmp_path / "c.png")
-    query = MSRC / "images" / "2_17_s.jpg"  # portrait 213x320; the support is 320x213
-    support = MSRC / "images" / "1_11_s.jpg"
+    query = msrc_root / "images" / "2_17_s.jpg"  # portrait 213x320; the support is 320x213
+    support = msrc_root / "images" / "1_11_s.jpg"
     out = tmp_path / "out"
     files = {"query": query, "support": support, "mask": mask}
     assert main(_args(ckpt, files, out)) == 0

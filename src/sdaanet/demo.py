@@ -17,66 +17,22 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import DataLoader
 
 from sdaanet.checkpoint import load_network_weights, read_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.config import compose_config
 from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.io import atomic_write
-from sdaanet.metrics import ClassMIoU, FBIoU, foreground
+from sdaanet.metrics import foreground
 from sdaanet.predict import load_predictor, save_outputs
 from sdaanet.pretrain import pretrain_backbone
+from sdaanet.references import evaluate, network_predictor, prior_predictor
 from sdaanet.train import build_datamodule, build_module, fit
 from sdaanet.viz import episode_row, save_grid
-
-Predict = Callable[[dict[str, Tensor]], Tensor]
-
-
-@torch.no_grad()
-def evaluate(predict: Predict, loader: DataLoader, n_classes: int) -> dict[str, float]:
-    """Class-mIoU and FB-IoU of `predict` (episode batch -> (B,H,W) labels) over `loader`."""
-    miou, fbiou = ClassMIoU(n_classes), FBIoU()
-    for batch in loader:
-        preds = predict(batch)
-        miou.update(preds, batch["query_mask"], batch["class_index"])
-        fbiou.update(preds, batch["query_mask"])
-    return {
-        "class_miou": miou.compute().item(),
-        "fbiou": fbiou.compute().item(),
-        "per_class_iou": [round(v, 4) for v in miou.per_class().tolist()],
-    }
-
-
-def network_predictor(net: torch.nn.Module) -> Predict:
-    net.eval()
-    return lambda b: net(b["query_image"], b["support_images"], b["support_masks"]).argmax(1)
-
-
-def prior_predictor(net: torch.nn.Module, threshold: float = 0.5) -> Predict:
-    """PFENet's training-free prior mask (frozen backbone only) thresholded at `threshold`.
-
-    N-way batches (support_images (B,N,K,3,H,W)): one prior per class; a pixel takes the class
-    of the highest prior when that prior exceeds `threshold`, else background."""
-    net.eval()
-
-    def predict(b: dict[str, Tensor]) -> Tensor:
-        images, masks = b["support_images"], b["support_masks"]
-        if images.dim() == 5:
-            images, masks = images[:, None], masks[:, None]
-        pairs = zip(images.unbind(1), masks.unbind(1), strict=True)
-        priors = torch.cat([net.prior(b["query_image"], i, m) for i, m in pairs], dim=1)
-        best, cls = priors.max(1)
-        return torch.where(best > threshold, cls + 1, 0)
-
-    return predict
 
 
 def predict_example(ckpt: str, dataset: EpisodeDataset, out: Path) -> Path:

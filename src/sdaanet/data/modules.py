@@ -2,7 +2,8 @@
 fss1000, folder and msrc, and the test-only sets of PATNet's cross-domain benchmark (deepglobe,
 isic, chest_xray, fss1000_patnet). Each only says which files make a split and which classes each
 split targets; episodes, transforms and loaders are shared (``EpisodicDataModule``); the
-cross-domain sets also draw their episodes PATNet's way (``ClassCycleEpisodes``, ``SupportPoolEpisodes``).
+cross-domain sets also draw their episodes PATNet's way (``ClassCycleEpisodes``,
+``SupportPoolEpisodes``).
 """
 
 from __future__ import annotations
@@ -201,6 +202,12 @@ class FolderDataModule(EpisodicDataModule):
         self._names: dict[int, str] | None = None
         self._background: list[int] = []
 
+    @property
+    def background_ids(self) -> list[int]:
+        """The ids of ``background_classes``."""
+        self.folds()
+        return self._background
+
     def folds(self) -> list[list[int]]:
         """The novel classes of every fold."""
         if self._folds is None:
@@ -246,13 +253,16 @@ class FolderDataModule(EpisodicDataModule):
 
 class MSRCDataModule(FolderDataModule):
     """MSRC-v2 with object-level labels, read as a folder dataset: three folds of five object
-    classes (``folds.MSRC_FOLDS``); the stuff classes (``folds.MSRC_STUFF``) are background."""
+    classes (``folds.MSRC_FOLDS``); the stuff classes (``folds.MSRC_STUFF``) are background; no
+    training photo holds a novel class (its test photos); supports need >= 1024 pixels."""
 
     name = "msrc"
 
     def __init__(self, root: str | os.PathLike | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("folds", MSRC_FOLDS)
         kwargs.setdefault("background_classes", MSRC_STUFF)
+        kwargs.setdefault("drop_novel_images", True)
+        kwargs.setdefault("min_area", 1024)
         super().__init__(root=root, num_folds=len(MSRC_FOLDS), **kwargs)
 
 

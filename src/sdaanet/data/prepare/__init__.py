@@ -4,6 +4,7 @@
     sdaanet-data coco --root data/coco --workers 8
     sdaanet-data fss1000 --root data/fss1000
     sdaanet-data folder --root path/to/my_dataset
+    sdaanet-data msrc --root path/to/msrc-v2
     sdaanet-data deepglobe --root path/to/datapath     # also isic, chest_xray, fss1000_patnet
 
 One subcommand per dataset (``COMMANDS``); every subcommand takes ``--root`` (the dataset root)
@@ -54,6 +55,11 @@ COMMANDS: dict[str, Command] = {
         "your own data: check images/ labels/ classes.tsv and print the folds",
         check.add_folder_arguments,
         check.run_folder,
+    ),
+    "msrc": Command(
+        "MSRC-v2 (object-level labels): check images/ labels/ classes.tsv and print the folds",
+        check.add_msrc_arguments,
+        check.run_msrc,
     ),
     "deepglobe": Command(
         "cross-domain test set: check Deepglobe/<1..6>/test/{origin,groundtruth} (PATNet's tiles)",

@@ -13,11 +13,11 @@ import argparse
 from collections import Counter
 
 from sdaanet.data.datamodule import EpisodicDataModule
-from sdaanet.data.modules import FolderDataModule, FSS1000DataModule
+from sdaanet.data.modules import FolderDataModule, FSS1000DataModule, MSRCDataModule
 from sdaanet.data.prepare.common import Report
 from sdaanet.errors import DataError, DataNotFoundError, PrepareError
 
-SPLITS = {"folder": ("train", "val"), "fss1000": ("train", "val", "test")}
+SPLITS = {"folder": ("train", "val"), "msrc": ("train", "val"), "fss1000": ("train", "val", "test")}
 
 
 def add_folder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,10 @@ def add_folder_arguments(parser: argparse.ArgumentParser) -> None:
         help="how the sorted class ids are dealt into folds (default contiguous)",
     )  # fmt: skip
     parser.add_argument("--min-area", type=int, default=2048, help="support pixels (default 2048)")
+
+
+def add_msrc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-area", type=int, default=1024, help="support pixels (default 1024)")
 
 
 def add_fss_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +78,22 @@ def run_folder(args: argparse.Namespace, report: Report) -> None:
     except (DataNotFoundError, DataError, ValueError) as err:
         raise PrepareError(str(err)) from None
     report.info(f"ok: train with data=folder data.root={args.root}")
+
+
+def run_msrc(args: argparse.Namespace, report: Report) -> None:
+    dm = MSRCDataModule(root=args.root, min_area=args.min_area)
+    try:
+        dm.check()
+        names = dm.class_names
+        for f, novel in enumerate(dm.folds()):
+            report.info(f"fold {f} novel classes: " + ", ".join(names[c] for c in novel))
+        report.info(
+            "background (never a target): " + ", ".join(names[c] for c in dm.background_ids)
+        )
+        _report(dm, args, report)
+    except (DataNotFoundError, DataError, ValueError) as err:
+        raise PrepareError(str(err)) from None
+    report.info(f"ok: train with data=msrc data.root={args.root}")
 
 
 def run_fss(args: argparse.Namespace, report: Report) -> None:
