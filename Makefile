@@ -107,5 +107,20 @@ cross-domain: $(STAMP)  ## PATNet's cross-domain test of a PASCAL checkpoint (4 
 	$(BIN)/python -m sdaanet.eval -m experiment=cross_domain ckpt_path=$(CKPT) paths.data_dir=$(DATA_ROOT) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
 	$(BIN)/sdaanet-report $(SWEEP_DIR)
 
+.PHONY: data-msrc real-photos
+MSRC ?= $(or $(SDAANET_MSRC),../shared/data/msrc-v2)
+RP_FOLDS ?= 0 1 2
+
+data-msrc: $(STAMP)  ## check MSRC-v2 (real photos): make data-msrc MSRC=path/to/msrc-v2
+	$(BIN)/sdaanet-data msrc --root $(MSRC) $(ARGS)
+
+real-photos: $(STAMP)  ## the real-photo evidence of docs/real-photos.md, resumable: make real-photos MSRC=... RP_FOLDS="0 1"
+	@test -f $(MSRC)/classes.tsv || { echo "error: no MSRC-v2 tree at $(MSRC); run: make real-photos MSRC=path/to/msrc-v2 (docs/data.md, MSRC-v2)" >&2; exit 2; }
+	for f in $(RP_FOLDS); do \
+	  SDAANET_MSRC=$(MSRC) $(BIN)/sdaanet-table IV recipe=msrc_lite0 --dir docs/real-photos/table4 --folds $$f $(ARGS) || exit $$?; \
+	  test -f docs/real-photos/references-fold$$f.json || SDAANET_MSRC=$(MSRC) $(BIN)/python -m sdaanet.references recipe=msrc_lite0 data.fold=$$f --out docs/real-photos/references-fold$$f.json || exit $$?; \
+	done
+	$(BIN)/python scripts/real_photos_table.py
+
 clean:  ## remove caches and logs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs multirun
