@@ -110,7 +110,8 @@ def test_entry_point_and_subcommands(capsys):
     (script,) = entry_points(group="console_scripts", name="sdaanet-data")
     assert script.value == "sdaanet.data.prepare:main" and script.load() is prepare.main
     assert list(prepare.COMMANDS) == [
-        "pascal", "coco", "fss1000", "folder", "deepglobe", "isic", "chest_xray", "fss1000_patnet",
+        "pascal", "coco", "fss1000", "folder", "msrc", "deepglobe", "isic", "chest_xray",
+        "fss1000_patnet",
     ]  # fmt: skip
     with pytest.raises(SystemExit) as exit_:
         prepare.main(["--help"])

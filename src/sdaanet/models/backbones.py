@@ -291,7 +291,7 @@ def build_backbone(
     if name not in BACKBONE_NAMES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONE_NAMES}")
     if output_stride not in (8, 32) or (output_stride == 32 and name == "vgg16_bn"):
-        raise ValueError(f"output_stride must be 8 (or 32 for a ResNet), got {output_stride}")
+        raise ValueError(f"output_stride must be 8 (or 32, not for VGG), got {output_stride}")
     if name == "vgg16_bn":
         backbone = _vgg16_bn(freeze_bn)
     elif name in lite.VARIANTS:
