@@ -16,9 +16,10 @@ from sdaanet.predict import predict
 from sdaanet.references import score_references
 from sdaanet.train import run
 
-FEW = ["data.train_episodes=4", "trainer.max_epochs=1", "data.val_episodes=4",
-       "data.val_batch_size=4", "eval.seeds=[321,322]", "data.min_area=1", "logger.wandb=null",
-       "data.source.cache=false", "data.num_workers=0", "trainer.log_every_n_steps=1"]  # fmt: skip
+FEW = ["data.train_size=97", "data.val_size=97", "data.train_episodes=4", "trainer.max_epochs=1",
+       "data.val_episodes=4", "data.val_batch_size=4", "eval.seeds=[321,322]", "data.min_area=1",
+       "logger.wandb=null", "data.source.cache=false", "data.num_workers=0",
+       "trainer.log_every_n_steps=1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
