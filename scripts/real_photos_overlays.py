@@ -3,8 +3,8 @@
     python scripts/real_photos_overlays.py CKPT MSRC_ROOT OUT_DIR [--fold 0]
 
 For each novel class of the fold: the support is the photo where the class covers the largest
-share, the query the next one; writes `<class>_overlay.png` (prediction in red) and prints each
-query's foreground IoU against its label (void ignored).
+share of the labelled pixels, the query the next one; writes `<class>_overlay.png` (prediction
+in red) and prints each query's foreground IoU against its label (void ignored).
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from sdaanet.io import read_image, read_label
 from sdaanet.predict import load_predictor, save_outputs
 
 
-def largest(root: Path, class_id: int, n: int = 2) -> list[str]:
-    """The n photo stems where `class_id` covers the largest share of the labelled pixels."""
-    shares = []
+def largest(root: Path, class_ids: list[int], n: int = 2) -> dict[int, list[str]]:
+    """Per class, the n photo stems where it covers the largest share of the labelled pixels
+    (every label read once)."""
+    shares: dict[int, list[tuple[float, str]]] = {c: [] for c in class_ids}
     for path in sorted((root / "labels").glob("*.png")):
         label = read_label(path)
         labelled = max(int((label != 255).sum()), 1)
-        shares.append((int((label == class_id).sum()) / labelled, path.stem))
-    return [stem for _, stem in sorted(shares, reverse=True)[:n]]
+        for c in class_ids:
+            shares[c].append((int((label == c).sum()) / labelled, path.stem))
+    return {c: [stem for _, stem in sorted(s, reverse=True)[:n]] for c, s in shares.items()}
 
 
 def main() -> int:
@@ -40,8 +42,9 @@ def main() -> int:
     args = parser.parse_args()
     names = {v: k for k, v in read_classes(args.root / "classes.tsv").items()}
     predictor = load_predictor(args.ckpt)
+    pairs = largest(args.root, [names[name] for name in MSRC_FOLDS[args.fold]])
     for name in MSRC_FOLDS[args.fold]:
-        support, query = largest(args.root, names[name])
+        support, query = pairs[names[name]]
         label = read_label(args.root / "labels" / f"{support}.png")
         mask = np.where(label == 255, 255, label == names[name]).astype(np.uint8)
         image = read_image(args.root / "images" / f"{query}.jpg")

@@ -44,20 +44,20 @@ def cell(s: dict | None, key: str) -> str:
     return f"{100 * s[key]['mean']:.1f} ± {100 * s[key]['std']:.1f}"
 
 
-def mean_of_folds(source: str, key: str) -> str:
-    values = [s[key]["mean"] for f in FOLDS if (s := summary(source, f)) is not None]
-    done = [f for f in FOLDS if summary(source, f) is not None]
+def mean_of_folds(summaries: dict[int, dict | None], key: str) -> str:
+    done = {f: s for f, s in summaries.items() if s is not None}
     if len(done) < 2:
         return "-"
     label = "" if len(done) == len(FOLDS) else f" (folds {','.join(map(str, done))})"
-    return f"{100 * statistics.fmean(values):.1f}{label}"
+    return f"{100 * statistics.fmean(s[key]['mean'] for s in done.values()):.1f}{label}"
 
 
 def table(rows: list[tuple[str, str]], key: str, extra: dict[str, str] | None = None) -> str:
     head = ["row", *(f"fold {f}" for f in FOLDS), "mean", *(extra and ["paper (PASCAL-5i)"] or [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, source in rows:
-        cells = [cell(summary(source, f), key) for f in FOLDS] + [mean_of_folds(source, key)]
+        summaries = {f: summary(source, f) for f in FOLDS}
+        cells = [cell(s, key) for s in summaries.values()] + [mean_of_folds(summaries, key)]
         cells += [extra[source]] if extra else []
         lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tests.test_data_msrc import tiny_msrc
+from tests.helpers.msrc import tiny_msrc
 
 from sdaanet import compose_config
 from sdaanet.checkpoint import network_from_checkpoint

@@ -257,12 +257,13 @@ class MSRCDataModule(FolderDataModule):
     training photo holds a novel class (its test photos); supports need >= 1024 pixels."""
 
     name = "msrc"
+    MIN_AREA = 1024  # PASCAL's 2x32x32 scaled to MSRC's ~3x smaller photos (conf/data/msrc.yaml)
 
     def __init__(self, root: str | os.PathLike | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("folds", MSRC_FOLDS)
         kwargs.setdefault("background_classes", MSRC_STUFF)
         kwargs.setdefault("drop_novel_images", True)
-        kwargs.setdefault("min_area", 1024)
+        kwargs.setdefault("min_area", self.MIN_AREA)
         super().__init__(root=root, num_folds=len(MSRC_FOLDS), **kwargs)
 
 

@@ -30,7 +30,8 @@ def add_folder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_msrc_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-area", type=int, default=1024, help="support pixels (default 1024)")
+    area = MSRCDataModule.MIN_AREA
+    parser.add_argument("--min-area", type=int, default=area, help=f"support pixels ({area})")
 
 
 def add_fss_arguments(parser: argparse.ArgumentParser) -> None:
