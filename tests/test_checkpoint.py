@@ -163,6 +163,33 @@ def test_a_network_node_naming_other_code_is_refused(trained, tmp_path):
         network_from_checkpoint(bad)
 
 
+@pytest.mark.parametrize("where", ["argument", "list", "deep"])
+def test_a_nested_target_is_refused_before_anything_is_built(trained, tmp_path, capsys, where):
+    ckpt, _ = trained
+    marker = tmp_path / "created"  # built, `builtins.open(marker, "w")` would create it
+    opener = {"_target_": "builtins.open", "file": str(marker), "mode": "w"}
+    c = read_checkpoint(ckpt)
+    network = c["hyper_parameters"]["description"]["network"]
+    if where == "argument":  # a module argument that is itself a node
+        network["dropout"] = opener
+    elif where == "list":
+        network["ppm_scales"] = [*network["ppm_scales"], opener]
+    else:  # in a list in a dict in the backbone's node
+        network["backbone"]["options"] = {"layers": [1, {"file": opener}]}
+    bad = tmp_path / "nested.ckpt"
+    torch.save(c, bad)
+    refused = r"nested\.ckpt names _target_ 'builtins.open', which is not a network"
+    with pytest.raises(CheckpointError, match=refused) as exc:
+        network_from_checkpoint(bad)
+    assert "\n" not in str(exc.value) and not marker.exists()
+    argv = ["sdaanet-eval", f"ckpt_path={bad}", f"paths.output_dir={tmp_path / 'eval'}"]
+    with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+        eval_main()
+    err = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: checkpoint")
+    assert not marker.exists()
+
+
 def test_rng_states_are_saved_and_restored_by_the_callback():
     checkpoint: dict = {}
     torch.manual_seed(5)
