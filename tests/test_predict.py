@@ -410,6 +410,35 @@ def test_swapping_the_supports_swaps_labels_1_and_2(boosted, mc_files):
     np.testing.assert_array_equal(swapped, np.array([0, 2, 1], np.uint8)[first])
 
 
+def test_two_way_two_shot_supports_are_read_class_major(boosted, mc_files, tmp_path):
+    """[red, red', blue, blue'] is class 1 = (red, red'), class 2 = (blue, blue'); read
+    shot-major it would be class 1 = (red, blue), class 2 = (red', blue'): other labels."""
+    f = dict(mc_files)
+    for c in ("red", "blue"):  # a second, different shot of each class: mirrored
+        f[f"{c}2"] = _write(np.fliplr(_rgb(f[c])).copy(), tmp_path / f"{c}2.png")
+        f[f"{c}2_mask"] = _write(np.fliplr(_read(f[f"{c}_mask"])[1]).copy(), tmp_path / f"{c}m.png")
+    ckpt = _variant(boosted, tmp_path / "two-shot.ckpt", shot=2)
+    labels = load_predictor(ckpt).predict(_pairs(f, "red", "red2", "blue", "blue2"), f["query"])
+    flat = ["red", "red2", "blue", "blue2"]
+    images = torch.stack([_net_input(f[c]) for c in flat])[None]  # (1, N*K, 3, S, S)
+    masks = torch.stack([_net_mask(f[f"{c}_mask"]) for c in flat])[None]
+    net, _ = network_from_checkpoint(ckpt)
+
+    def by_hand(shot_major: bool) -> np.ndarray:
+        grouped = [t.unflatten(1, (2, 2)) for t in (images, masks)]  # (B, N, K, ...)
+        if shot_major:  # read as (B, K, N, ...)
+            grouped = [t.transpose(1, 2) for t in grouped]
+        with torch.inference_mode():
+            logits = net(_net_input(f["query"])[None], *grouped)
+        logits = F.interpolate(logits, (50, 90), mode="bilinear", align_corners=True)
+        return logits[0].argmax(0).numpy()
+
+    expected = by_hand(shot_major=False)
+    assert {1, 2} <= set(np.unique(labels))
+    np.testing.assert_array_equal(labels, expected)
+    assert (by_hand(shot_major=True) != expected).mean() > 0.05  # the order changes the labels
+
+
 def test_multiclass_counts_names_and_every_supports_conversions(
     mc_ckpt, ckpt, mc_files, tmp_path, capsys
 ):
