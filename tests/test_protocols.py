@@ -94,6 +94,16 @@ def test_pfenet_input_keeps_the_aspect_floors_to_8_and_pads_top_left():
     assert build_transform("val_paper", 473).valid_hw(100, 60) == (473, 284)
 
 
+def test_pfenet_truncates_the_shorter_side_before_flooring_to_8():
+    # H x W (rows x columns) = 500 x 304 at 473: H -> 473, floored to 472; W = 304 * 473 / 500
+    # = 287.584 -> int 287 -> floored to 8: 280 (rounding would give 288, already a multiple)
+    t, image, label = _transformed("val_floor8", h=500, w=304)
+    assert t.valid_hw(500, 304) == (472, 280)
+    assert (label[:472, :280] == 1).all() and (label[472:] == 255).all()
+    assert (label[:, 280:] == 255).all()
+    assert t.valid_hw(304, 500) == (280, 472)  # W x H = 500 x 304: the same, transposed
+
+
 def test_hsnet_input_and_label_are_warped_to_400():
     t, image, label = _transformed("val", side=400)
     assert image.shape == (3, 400, 400) and label.shape == (400, 400) and (label == 1).all()
