@@ -193,6 +193,38 @@ def test_every_preset_runs_on_a_checkpoint_and_is_recorded(preset, tiny_ckpt, tm
     assert json.loads(name.read_text())["protocol"]["preset"] == preset
 
 
+class SupportMaskNet(torch.nn.Module):
+    """Foreground where the first support's mask is: its scores follow the supports a seed draws
+    (the tiny checkpoint's barely trained network scores every seed alike)."""
+
+    def forward(self, query, images, masks, query_mask=None):
+        fg = torch.nn.functional.interpolate((masks[:, :1] == 1).float(), query.shape[-2:])
+        return torch.cat([1 - fg, fg], 1)
+
+
+@pytest.mark.parametrize("preset", ["bam", "hdmnet"])
+def test_best_is_the_maximum_over_the_seeds_in_the_record(preset, tiny_ckpt, tmp_path, capsys,
+                                                           monkeypatch):  # fmt: skip
+    import sdaanet.eval
+
+    real = sdaanet.eval.network_from_checkpoint
+    monkeypatch.setattr(
+        sdaanet.eval, "network_from_checkpoint", lambda *a: (SupportMaskNet(), real(*a)[1])
+    )
+    record = _eval(tmp_path, tiny_ckpt, f"eval/protocol={preset}", "eval.protocol.seeds=[1,2,3]",
+                   "data.val_episodes=4")  # fmt: skip
+    s, seeds = record["summary"], record["seeds"]
+    for metric in ("class_miou", "fbiou"):
+        values = [r[metric] for r in seeds]
+        assert len(set(values)) == 3  # the seeds differ: max, mean and the last one tell apart
+        assert s[metric]["best"] == max(values)
+    for c, stats in enumerate(s["per_class_iou"]):
+        drawn = [r["per_class_iou"][c] for r in seeds if math.isfinite(r["per_class_iou"][c])]
+        assert stats["best"] == max(drawn) if drawn else math.isnan(stats["best"])
+    best = f"best         class-mIoU {s['class_miou']['best']:.4f}"
+    assert f"{best}          FB-IoU {s['fbiou']['best']:.4f}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kshot", ["fusion", "voting"])
 def test_a_1_shot_checkpoint_at_5_shots_by_each_k_shot_choice(kshot, tiny_ckpt, tmp_path):
     record = _eval(tmp_path, tiny_ckpt, "shot=5", f"eval.kshot={kshot}", "eval.seeds=[1]",
