@@ -227,6 +227,53 @@ def test_mixed_protocol_in_a_row_gets_no_mean(tmp_path):
     assert "- P2: pascal, 1-shot 1-way, 40 episodes x 1 seed," in md
 
 
+def test_fusion_and_voting_folds_are_never_averaged_unmarked(tmp_path):
+    def k_shot(fold, kshot, overrides=()):
+        rec = record(fold, [0.5], overrides=overrides)
+        rec["protocol"].update(shot=5, kshot=kshot, trained_shot=1)
+        return rec
+
+    one = tmp_path / "one"  # one row (eval.kshot not among the overrides), its folds mixed
+    run(one, 0, k_shot(0, "fusion"))
+    run(one, 1, k_shot(1, "voting"))
+    (row,) = report([one])[0].rows
+    assert row.mean is None and row.fbiou is None
+    assert row.notes == ["mixed protocol: kshot voting (fold 1) vs fusion"]
+    md = (one / "report.md").read_text()
+    assert "| mixed protocol |" in md and "- P2: pascal, 5-shot 1-way" in md
+    assert md.count(", K-shot by voting") == 1 and md.count(", K-shot by fusion") == 1
+    two = tmp_path / "two"  # one row per choice, each with its own protocol and mean
+    for i, kshot in enumerate(["fusion", "voting"]):
+        for fold in (0, 1):
+            run(two, 2 * i + fold, k_shot(fold, kshot, [f"eval.kshot={kshot}"]))
+    table, _ = report([two])
+    assert [(r.label, r.protocols) for r in table.rows] == [
+        ("eval.kshot=fusion", ["P1"]), ("eval.kshot=voting", ["P2"]),
+    ]  # fmt: skip
+    assert all(r.mean is not None for r in table.rows)
+    assert [p.settings["kshot"] for p in table.protocols] == ["fusion", "voting"]
+
+
+def test_folds_evaluated_with_different_seeds_get_no_std(tmp_path):
+    sweep = tmp_path / "sweep"
+    for fold, seeds in ((0, [321, 322]), (1, [321, 323])):
+        rec = record(fold, [0.5, 0.7], [0.4, 0.6])
+        for entry, seed in zip(rec["seeds"], seeds, strict=True):
+            entry["seed"] = seed
+        rec["protocol"]["seeds"] = seeds
+        run(sweep, fold, rec)
+    table, _ = report([sweep])
+    (row,) = table.rows
+    # cells 60 ± 14.14 (FB-IoU 50 ± 14.14); no per-seed fold mean for seeds 322 and 323
+    assert row.mean.mean == pytest.approx(60.0) and row.mean.std is None
+    assert row.fbiou.mean == pytest.approx(50.0) and row.fbiou.std is None
+    md = (sweep / "report.md").read_text()
+    assert "| table4_saam | 60.00 ± 14.14 | 60.00 ± 14.14 | 60.00 | 50.00 |" in md
+    with open(sweep / "report.csv", newline="", encoding="utf-8") as f:
+        (line,) = csv.DictReader(f)
+    assert (line["mean"], line["std"], line["fbiou"], line["fbiou_std"]) == ("60.0", "", "50.0", "")
+
+
 def test_rows_of_different_protocols_reference_them(tmp_path):
     sweep = tmp_path / "sweep"
     for fold in (0, 1):
