@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 
 import pytest
@@ -115,6 +116,21 @@ def test_summary_mean_and_sample_std():
     assert s["class_miou"]["mean"] == pytest.approx(0.6)
     assert s["class_miou"]["std"] == pytest.approx(0.1414213562)  # sqrt(0.02 / 1)
     assert s["fbiou"]["std"] == 0 and s["per_class_iou"][1]["mean"] == pytest.approx(0.7)
+
+
+def test_a_class_a_seed_never_drew_is_averaged_over_the_seeds_that_drew_it():
+    nan = float("nan")  # ClassMIoU.per_class: NaN for a class no episode of the seed drew
+    runs = [
+        {"class_miou": 0.5, "fbiou": 0.6, "per_class_iou": [0.4, nan, 0.2, nan]},
+        {"class_miou": 0.7, "fbiou": 0.6, "per_class_iou": [0.6, 0.8, nan, nan]},
+        {"class_miou": 0.6, "fbiou": 0.6, "per_class_iou": [0.5, 0.6, nan, nan]},
+    ]
+    c0, c1, c2, c3 = summarise(runs)["per_class_iou"]
+    assert (c0["mean"], c0["std"], c0["best"]) == pytest.approx((0.5, 0.1, 0.6))
+    # drawn by seeds 2 and 3: mean 0.7, sample std sqrt(0.02 / 1), best 0.8
+    assert (c1["mean"], c1["std"], c1["best"]) == pytest.approx((0.7, 0.1414213562, 0.8))
+    assert (c2["mean"], c2["std"], c2["best"]) == pytest.approx((0.2, 0.0, 0.2))  # one seed
+    assert all(math.isnan(c3[k]) for k in ("mean", "std", "best"))  # drawn by no seed
 
 
 def _ddp_worker(rank: int, port: int, out: str) -> None:
