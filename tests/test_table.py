@@ -48,6 +48,14 @@ def test_commands_train_the_trained_rows_and_evaluate_the_others_from_their_chec
     assert len(commands("II", [], root, [0])[1][4].split(",")) == 4  # the four † rows
 
 
+@pytest.mark.parametrize("table", ["II", "V"])
+def test_evaluation_only_rows_keep_the_users_overrides(table):
+    user = [*TINY, "eval.seeds=[1]", "data.val_episodes=4"]
+    train, evaluate = commands(table, user, Path("/x"), [0])
+    assert evaluate[1:4] == ["-m", "sdaanet.eval", "-m"]
+    assert train[-len(user) :] == user and evaluate[-len(user) :] == user  # last: they win
+
+
 def test_each_set_of_overrides_has_its_own_table_directory(tmp_path):
     a, b = table_dir("IV", TINY), table_dir("IV", [])
     assert a.name == "data-synthetic_debug-tiny" and b.name == "default" and a.parent == b.parent
