@@ -1,14 +1,17 @@
 """Faults: a run killed with SIGKILL resumes to the same numbers, a non-finite loss stops with
 the step, the term and the files, and a demo-sized run opens no socket to the outside world."""
 
+import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -173,3 +176,37 @@ def test_batched_finiteness_checks_still_keep_the_last_checkpoint(tmp_path, monk
     ):
         fit(_cfg(out, "trainer.max_epochs=2", f"ckpt_path={last}"))
     assert last.read_bytes() == before, "a checkpoint was written over the last good one"
+
+
+def _csv_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class CutAtSecondEpoch(L.Callback):
+    """Ends a run as a kill would, once its first epoch's last.ckpt is written."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("cut")
+
+
+def test_a_resumed_run_keeps_its_csv_log_of_the_steps_before_the_cut(tmp_path):
+    """Resumed after epoch 1, the run's metrics.csv holds both epochs' rows, as an uncut run's;
+    resumed again from epoch 1 (the rows of epoch 2 already on disk), no row twice."""
+    two = ["trainer.max_epochs=2", "test=false"]
+    run(_cfg(tmp_path / "full", *two))
+    expected = _csv_rows(tmp_path / "full")
+    assert [(r["epoch"], r["step"]) for r in expected] == [
+        ("0", "0"), ("0", "1"), ("0", "1"), ("1", "2"), ("1", "3"), ("1", "3"),
+    ]  # fmt: skip
+
+    cut = tmp_path / "cut"
+    with pytest.raises(RuntimeError, match="cut"):
+        run(_cfg(cut, *two, f"+callbacks.cut._target_={__name__}.CutAtSecondEpoch"))
+    epoch1 = tmp_path / "epoch1.ckpt"
+    shutil.copy(cut / "checkpoints" / "last.ckpt", epoch1)
+    run(_cfg(cut, *two))  # resume=true: continues from the directory's last.ckpt
+    assert _csv_rows(cut) == expected
+    run(_cfg(cut, *two, f"ckpt_path={epoch1}"))  # epoch 2 again, its rows already logged
+    assert _csv_rows(cut) == expected
