@@ -31,7 +31,7 @@ CASES: dict[str, dict] = {
 }  # fmt: skip
 # support masks of 3x3 pixels around (32, 32), the one layer-3 sample they hold (65 px -> 9,
 # align_corners: every 8th pixel): a prototype's area is 1, so masked_gap's eps (`mask_eps`)
-# moves the logits by ~5e-4 where the random masks' areas (~30) make it vanish
+# moves the logits by ~5e-4, where the random masks (area ~36) leave it at the tolerance
 SMALL_MASKS = {"sdaanet_small_support_mask"}
 
 
