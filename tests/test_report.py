@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 from tests.helpers.cli import exit_code
@@ -165,12 +166,41 @@ def test_csv_and_json_read_back(tmp_path):
     assert data["protocols"][0]["settings"]["episodes"] == 1000
 
 
-def test_heatmap_only_for_a_two_key_sweep(tmp_path):
+def test_heatmap_only_for_a_two_key_sweep(tmp_path, monkeypatch):
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    saved, save = [], Figure.savefig  # the figure written to heatmap.png
+
+    def keep_and_save(fig, *args, **kwargs):
+        saved.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep_and_save)
     two = tmp_path / "two"
     alpha_beta_sweep(two)
     report([two])
+    ax = saved[0].axes[0]
+    # rows: alpha 5, 10 (numeric order); columns: beta 0.5, 1.0; the rows' means 36.0 and 56.5
+    assert (ax.get_ylabel(), ax.get_xlabel()) == ("model.alpha", "model.beta")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["5", "10"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1.0"]
+    grid = ax.images[0].get_array()
+    assert grid.mask.tolist() == [[True, False], [False, True]]  # the other two cells: blank
+    assert (grid[0, 1], grid[1, 0]) == (pytest.approx(36.0), pytest.approx(56.5))
+    assert sorted((t.get_position(), t.get_text()) for t in ax.texts) == [
+        ((0, 1), "56.50"), ((1, 0), "36.00"),
+    ]  # fmt: skip
+    # the PNG: each cell (beside its number) in its colour, the lowest and highest of viridis
     with Image.open(two / "heatmap.png") as im:
-        assert im.width > 0 and im.height > 0
+        png = np.asarray(im.convert("RGB")).astype(int)
+    scale = png.shape[1] / saved[0].bbox.width  # saved at 120 dpi, laid out at the figure's
+    viridis = colormaps["viridis"]
+    for (i, j), colour in {(0, 0): (1, 1, 1), (0, 1): viridis(0.0)[:3], (1, 0): viridis(1.0)[:3],
+                           (1, 1): (1, 1, 1)}.items():  # fmt: skip
+        x, y = ax.transData.transform((j + 0.35, i + 0.3)) * scale
+        pixel = png[png.shape[0] - 1 - round(y), round(x)]
+        assert np.abs(pixel - 255 * np.array(colour)).max() <= 3, ((i, j), pixel)
     one = tmp_path / "one"
     for i, alpha in enumerate(["10", "5"]):
         for fold in (0, 1):
