@@ -42,10 +42,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)  ## create .venv and install sdaanet (editable, dev extras, torch==2.13.0)
 
 test: $(STAMP)  ## run the fast test suite (installs first if needed)
-	$(BIN)/pytest -q --nbmake --nbmake-kernel=python3 tests notebooks
+	$(BIN)/pytest -q --durations=15 --nbmake --nbmake-kernel=python3 tests notebooks
 
 test-full: $(STAMP)  ## run every test, including the slow ones (DDP, sweeps)
-	$(BIN)/pytest -q --nbmake --nbmake-kernel=python3 -m "slow or not slow" tests notebooks
+	$(BIN)/pytest -q --durations=15 --nbmake --nbmake-kernel=python3 -m "slow or not slow" tests notebooks
 
 lint: $(STAMP)  ## ruff check + format check
 	$(BIN)/ruff check src tests scripts bench
@@ -59,14 +59,14 @@ train: $(STAMP)  ## train: make train FOLD=0 SHOT=1 DATA=pascal ARGS="..."
 
 eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 	@test -n "$(CKPT)" || { echo "error: CKPT is not set; run: make eval CKPT=logs/.../checkpoints/last.ckpt" >&2; exit 2; }
-	$(BIN)/python -m sdaanet.eval ckpt_path=$(CKPT) $(ARGS)
+	$(BIN)/python -m sdaanet.eval "ckpt_path='$(CKPT)'" $(ARGS)
 
 complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-AANet (ARGS="complexity.size=321")
 	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
 
-sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid, ending with its report and heatmap
-	$(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=$(FOLDS) model.alpha=$(ALPHAS) model.beta=$(BETAS) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
-	$(BIN)/sdaanet-report $(SWEEP_DIR)
+sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid, ending with its report and heatmap (exit status: failed jobs)
+	status=0; $(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=$(FOLDS) model.alpha=$(ALPHAS) model.beta=$(BETAS) "hydra.sweep.dir='$(SWEEP_DIR)'" $(ARGS) || status=$$?; \
+	  test ! -d "$(SWEEP_DIR)" || $(BIN)/sdaanet-report "$(SWEEP_DIR)"; exit $$status
 
 table: $(STAMP)  ## one paper table end to end: make table TABLE=IV [ARGS="data=synthetic debug=tiny"]
 	@test -n "$(TABLE)" || { echo "error: TABLE is not set; run: make table TABLE=IV (one of I, II, IV, V, VI, VII)" >&2; exit 2; }
@@ -104,8 +104,8 @@ data-folder: $(STAMP)  ## check your own dataset: make data-folder DATA_ROOT=my_
 cross-domain: $(STAMP)  ## PATNet's cross-domain test of a PASCAL checkpoint (4 datasets, then the report): make cross-domain CKPT=... DATA_ROOT=datapath
 	@test -n "$(CKPT)" || { echo "error: CKPT is not set; run: make cross-domain CKPT=logs/.../checkpoints/last.ckpt DATA_ROOT=datapath" >&2; exit 2; }
 	$(call need_root,datapath)
-	$(BIN)/python -m sdaanet.eval -m experiment=cross_domain ckpt_path=$(CKPT) paths.data_dir=$(DATA_ROOT) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
-	$(BIN)/sdaanet-report $(SWEEP_DIR)
+	status=0; $(BIN)/python -m sdaanet.eval -m experiment=cross_domain "ckpt_path='$(CKPT)'" "paths.data_dir='$(DATA_ROOT)'" "hydra.sweep.dir='$(SWEEP_DIR)'" $(ARGS) || status=$$?; \
+	  test ! -d "$(SWEEP_DIR)" || $(BIN)/sdaanet-report "$(SWEEP_DIR)"; exit $$status
 
 .PHONY: data-msrc real-photos
 MSRC ?= $(or $(SDAANET_MSRC),../shared/data/msrc-v2)

@@ -83,8 +83,40 @@ def test_sweep_over_two_folds_gives_each_job_its_own_dir(tmp_path):
         tmp_path,
     )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
-    for job, fold in zip(jobs, (0, 1), strict=True):
-        assert f"data.fold={fold}" in job.name
+    assert [j.name for j in jobs] == ["0_data.fold-0", "1_data.fold-1"]
+    for job in jobs:
         assert (job / "checkpoints" / "last.ckpt").is_file()
         assert (job / "csv" / "metrics.csv").is_file()
+    # a job's checkpoint, by its path as the sweep wrote it (no quoting), evaluates
+    out = tmp_path / "eval"
+    ckpt = jobs[1] / "checkpoints" / "last.ckpt"
+    _run(["-m", "sdaanet.eval", *TINY, f"paths.data_dir={tmp_path / 'data'}",
+          f"ckpt_path={ckpt}", f"hydra.run.dir={out}", "eval.seeds=[321]"], tmp_path)  # fmt: skip
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["checkpoint"] == str(ckpt) and record["protocol"]["fold"] == 1
+
+
+def test_sweep_with_a_failing_job_goes_on_and_reports_it(tmp_path):
+    """model.alpha=nan makes the loss NaN at the first step: that job fails, the other runs,
+    the command ends with the summary line and exit status 1 (one failed job)."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdaanet.train", "-m", *TINY, "model.alpha=nan,5",
+         f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", "eval.seeds=[321]"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    failed, done = sweep / "0_model.alpha-nan", sweep / "1_model.alpha-5"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"sweep: 1 of 2 jobs failed: {failed} (each holds failed.json)"
+    )
+    assert "Traceback" not in proc.stderr
+    record = json.loads((failed / "failed.json").read_text())
+    assert record["error"] == "NonFiniteLossError"
+    assert f"error: {record['reason']}" in proc.stderr.splitlines()
+    assert (done / "metrics.json").is_file()  # the sweep went on after the failed job
+    report = _run(["-m", "sdaanet.report", str(sweep)], tmp_path).stdout
+    assert (
+        "| model.alpha=nan | failed | — | — | — | failed fold 0; missing folds 1, 2, 3 |" in report
+    )
+    assert f"- model.alpha=nan, fold 0: NonFiniteLossError: {record['reason']}" in report

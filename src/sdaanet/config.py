@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(os.environ.get("SDAANET_CONF", Path(__file__).resolve().parent / "conf"))
+
+
+def plain_name(text: str, limit: int = 80, keep: str = "._-") -> str:
+    """`text` as a folder name that a shell and Hydra's override grammar take unquoted: every
+    character but letters, digits and `keep` becomes `_`; a name over `limit` characters is cut
+    and ends with a hash of the whole."""
+    name = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]", "_", text)
+    if len(name) > limit:
+        name = f"{name[: limit - 20]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return name
+
+
+def _job_dirname(overrides: str) -> str:
+    """A multirun job's folder name from `hydra.job.override_dirname` (`data.fold-0+model.alpha-10`,
+    `+` between the overrides, `-` after each key): `plain_name`, `+` kept."""
+    return plain_name(overrides, limit=160, keep="._+-")
 
 
 def _root_dir() -> Path:
@@ -61,8 +79,9 @@ def _launcher(key: str, default: Any = None) -> Any:
 
 def register_resolvers() -> None:
     """Register `${sdaanet.root:}`, `${sdaanet.output_dir:fallback}` and `${sdaanet.pid:}` (the
-    process id: two runs started in the same second get their own run directories) once, and
-    `${sdaanet.launcher:key,default}` (`hydra.launcher.<key>` if set, else `default`)."""
+    process id: two runs started in the same second get their own run directories) once,
+    `${sdaanet.launcher:key,default}` (`hydra.launcher.<key>` if set, else `default`) and
+    `${sdaanet.job_dirname:overrides}` (a multirun job's folder name, `_job_dirname`)."""
     if not OmegaConf.has_resolver("sdaanet.root"):
         OmegaConf.register_new_resolver("sdaanet.root", lambda: str(ROOT_DIR))
     if not OmegaConf.has_resolver("sdaanet.pid"):
@@ -73,10 +92,15 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("sdaanet.output_dir", _output_dir)
     if not OmegaConf.has_resolver("sdaanet.launcher"):
         OmegaConf.register_new_resolver("sdaanet.launcher", _launcher)
+    if not OmegaConf.has_resolver("sdaanet.job_dirname"):
+        OmegaConf.register_new_resolver("sdaanet.job_dirname", _job_dirname)
 
 
-def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
-    """Compose `conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main.
+def compose_config(
+    overrides: list[str] | None = None, config_name: str = "train", with_hydra: bool = False
+) -> DictConfig:
+    """Compose `conf/<config_name>.yaml` with command-line style overrides, outside Hydra's main
+    (`with_hydra`: keep Hydra's own node, e.g. the sweeper).
 
     Example: `compose_config(["data=pascal", "shot=5", "model.kshot_strategy=separate"])`.
     `paths.output_dir` is resolved once, so every later access sees the same directory.
@@ -87,6 +111,6 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides or []))
+        cfg = compose(config_name, list(overrides or []), return_hydra_config=with_hydra)
     cfg.paths.output_dir = str(cfg.paths.output_dir)
     return cfg

@@ -58,6 +58,7 @@ from sdaanet.console import setup_lines_once
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
 from sdaanet.protocols import TestProtocol, apply_protocol
+from sdaanet.sweep import run_app, task
 from sdaanet.train import build_datamodule, build_module, build_trainer
 from sdaanet.validate import check_config, precheck
 
@@ -434,7 +435,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, fl
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
-@entry_point
+@task
 def _hydra_main(cfg: DictConfig) -> float | None:
     if cfg.mode == "complexity":
         from sdaanet.complexity import run_complexity
@@ -449,7 +450,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     register_resolvers()
     entry_point(precheck)("eval", sys.argv[1:])  # one line, before Hydra makes a run folder
-    _hydra_main()
+    run_app(_hydra_main, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ duplicates (a run's `metrics.json` and its copy in `<run>/eval/`), and makes one
 configuration (labelled by the Hydra overrides that differ between the records) and one column
 per fold: class-mIoU mean ± sample std over the seeds, in percent. A row's mean is the mean over
 the folds; a row with a missing fold or a mixed protocol gets none. Where the records carry the
-paper's numbers, the paper's value and the difference are shown. Writes `report.md`,
+paper's numbers, the paper's value and the difference are shown. A multirun job that failed
+(its `failed.json`, `sdaanet.sweep`) shows as a `failed` cell with its one-line reason. Writes
+`report.md`,
 `report.csv`, `report.json` and, for a two-key sweep, `heatmap.png`; see docs/report.md.
 """
 
@@ -30,6 +32,7 @@ import numpy as np
 from sdaanet.cli import entry_point
 from sdaanet.errors import SdaanetError, one_line
 from sdaanet.io import atomic_open, atomic_write
+from sdaanet.sweep import FAILURE_FILE
 
 RECORD_KEYS = ("protocol", "summary", "seeds")
 IGNORED_KEYS = {"data.fold", "ckpt_path", "resume", "test", "test_ckpt"}
@@ -92,14 +95,26 @@ class Cell:
 
 
 @dataclass
+class Failure:
+    """A (row, fold) whose multirun job failed, from its `failed.json`."""
+
+    fold: int
+    reason: str
+    error: str
+    record: str  # the failed.json read
+    failed_at: str
+
+
+@dataclass
 class Row:
     """One configuration over the folds. `mean`/`fbiou` are over the folds, None when a fold is
-    missing or the folds' protocols differ."""
+    missing or failed or the folds' protocols differ."""
 
     label: str
     overrides: dict[str, str]
     cells: dict[int, Cell]
     missing: list[int]
+    failed: dict[int, Failure]  # folds whose job failed (and no evaluation of them was found)
     mean: Stat | None
     fbiou: Stat | None
     protocols: list[str]
@@ -207,11 +222,28 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                 is_record[key] = record is not None
                 if record is not None:
                     _keep(records, record, file)
-            found = found or is_record[key]
+            found = found or is_record[key] or file.name == FAILURE_FILE
         if not found:
             where = "under this directory" if path.is_dir() else "in this file"
             raise NoRecordsError(f"{path}: no {EXPECTED} {where}; {HINT}")
     return list(records.values())
+
+
+def load_failures(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """The failure records (`failed.json` of failed multirun jobs) under `paths`, each with
+    "source"; an unreadable one is skipped with a warning."""
+    failures = []
+    for path in map(Path, paths):
+        files = [path] if path.name == FAILURE_FILE else sorted(path.rglob(FAILURE_FILE))
+        for file in (f for f in files if f.is_file()):
+            try:
+                obj = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                _warn(f"{file}: unreadable JSON ({one_line(exc)}); skipped")
+                continue
+            if isinstance(obj, dict) and "reason" in obj:
+                failures.append({**obj, "source": str(file)})
+    return failures
 
 
 # ------------------------------------------------------------------------------ the records
@@ -235,7 +267,9 @@ def _experiment(records: Sequence[dict[str, Any]], overrides: dict[str, str]) ->
 
 
 def _fold(record: dict[str, Any]) -> int:
-    return int(record["protocol"].get("fold") or 0)
+    """The fold of an evaluation record, or of a failure record."""
+    fold = record["protocol"].get("fold") if "protocol" in record else record.get("fold")
+    return int(fold or 0)
 
 
 def _when(record: dict[str, Any]) -> datetime:
@@ -361,19 +395,36 @@ class _Group:
     found: dict[int, int]
     label: str
     paper: dict[str, Any] | None
+    failed: dict[int, Failure]
 
 
-def _group(overrides: dict[str, str], records: list[dict[str, Any]], keys: list[str]) -> _Group:
+def _failed(failures: Sequence[dict[str, Any]], evaluated: Iterable[int]) -> dict[int, Failure]:
+    """The latest failure per fold, for the folds without an evaluation."""
+    out: dict[int, Failure] = {}
+    for f in sorted(failures, key=lambda f: str(f.get("failed_at"))):
+        if (fold := _fold(f)) not in evaluated:
+            out[fold] = Failure(
+                fold, str(f["reason"]), str(f.get("error")), f["source"], str(f.get("failed_at"))
+            )
+    return dict(sorted(out.items()))
+
+
+def _group(
+    overrides: dict[str, str],
+    records: list[dict[str, Any]],
+    keys: list[str],
+    failures: Sequence[dict[str, Any]] = (),
+) -> _Group:
     by_fold: dict[int, list[dict[str, Any]]] = {}
     for record in records:
         by_fold.setdefault(_fold(record), []).append(record)
     used = {f: max(by_fold[f], key=_when) for f in sorted(by_fold)}
     paper = next((r["paper"] for r in used.values() if r.get("paper")), None)
-    label = _label(overrides, keys, _experiment(records, overrides))
+    label = _label(overrides, keys, _experiment([*records, *failures], overrides))
     if paper and paper.get("row"):
         label += f" ({paper['row']})"
     found = {f: len(rs) for f, rs in by_fold.items()}
-    return _Group(overrides, records, used, found, label, paper)
+    return _Group(overrides, records, used, found, label, paper, _failed(failures, used))
 
 
 def _cell(record: dict[str, Any], found: int, protocol: Protocol, paper: dict | None) -> Cell:
@@ -404,7 +455,7 @@ def _row(group: _Group, folds: list[int], registry: dict[tuple[Any, ...], Protoc
         f: _cell(r, group.found[f], _protocol(r, registry), group.paper)
         for f, r in group.used.items()
     }
-    missing = [f for f in folds if f not in cells]
+    missing = [f for f in folds if f not in cells and f not in group.failed]
     mixed = _mixed({f: _signature(r) for f, r in group.used.items()})
     novel = [f for f, c in cells.items() if c.checkpoint_selected_on == "novel"]
     notes = [mixed] if mixed else []
@@ -413,35 +464,48 @@ def _row(group: _Group, folds: list[int], registry: dict[tuple[Any, ...], Protoc
     notes += [
         f"fold {f}: {c.records} records, latest used" for f, c in cells.items() if c.records > 1
     ]
-    complete = [cells[f] for f in folds] if not missing and mixed is None else None
+    whole = not missing and not group.failed and mixed is None
+    complete = [cells[f] for f in folds] if whole else None
     mean = _over_folds(complete, "class_miou") if complete is not None else None
     paper_mean = ((group.paper or {}).get("class_miou") or {}).get("mean")
-    first = next(iter(group.used.values()))["protocol"]
     return Row(
         label=group.label,
         overrides=group.overrides,
         cells=cells,
         missing=missing,
+        failed=group.failed,
         mean=mean,
         fbiou=_over_folds(complete, "fbiou") if complete is not None else None,
         protocols=sorted({c.protocol for c in cells.values()}, key=lambda p: int(p[1:])),
         paper=group.paper,
         paper_mean=paper_mean,
         delta=None if mean is None or paper_mean is None else mean.mean - paper_mean,
-        paper_mismatch=_mismatch(group.paper, first) if group.paper else None,
+        paper_mismatch=(
+            _mismatch(group.paper, next(iter(group.used.values()))["protocol"])
+            if group.paper
+            else None
+        ),
         notes=notes,
     )
 
 
-def build_table(records: Sequence[dict[str, Any]]) -> Table:
-    """The table of `records` (as `load_records` gives them): one row per configuration, one
-    column per fold (`range(protocol.folds)` where the records say it, else the folds seen)."""
+def build_table(
+    records: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]] = ()
+) -> Table:
+    """The table of `records` (as `load_records` gives them) and of the failed jobs' `failures`
+    (`load_failures`): one row per configuration, one column per fold (`range(protocol.folds)`
+    where the records say it, else the folds seen)."""
     by_configuration: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+    failed: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
     for record in records:
         key = tuple(sorted(_overrides(record).items()))
         by_configuration.setdefault(key, []).append(record)
+    for failure in failures:
+        key = tuple(sorted(_overrides(failure).items()))
+        by_configuration.setdefault(key, [])
+        failed.setdefault(key, []).append(failure)
     keys = _differing([dict(k) for k in by_configuration])
-    groups = [_group(dict(k), rs, keys) for k, rs in by_configuration.items()]
+    groups = [_group(dict(k), rs, keys, failed.get(k, ())) for k, rs in by_configuration.items()]
     if all(g.paper and g.paper.get("position") is not None for g in groups):
         groups.sort(key=lambda g: (g.paper["position"], g.label))
     else:
@@ -449,7 +513,8 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
     counts = [
         r["protocol"]["folds"] for r in records if isinstance(r["protocol"].get("folds"), int)
     ]
-    folds = sorted({_fold(r) for r in records} | set(range(max(counts, default=0))))
+    seen = {_fold(r) for r in [*records, *failures]}
+    folds = sorted(seen | set(range(max(counts, default=0))))
     registry: dict[tuple[Any, ...], Protocol] = {}
     rows = [_row(g, folds, registry) for g in groups]
     sources = [
@@ -466,9 +531,31 @@ def _md_line(cells: Sequence[str]) -> str:
 
 
 def _mean_text(row: Row) -> str:
-    if row.missing:
-        return f"missing {_folds_text(row.missing)}"
+    gaps = [f"failed {_folds_text(sorted(row.failed))}"] if row.failed else []
+    gaps += [f"missing {_folds_text(row.missing)}"] if row.missing else []
+    if gaps:
+        return "; ".join(gaps)
     return "mixed protocol" if row.mean is None else str(row.mean)
+
+
+def _fold_text(row: Row, fold: int, metric: str) -> str:
+    """A fold cell: the metric's Stat (`*` where several evaluations were found), `failed`, or
+    `—` (missing)."""
+    if fold in row.failed:
+        return "failed"
+    cell = row.cells.get(fold)
+    if cell is None:
+        return "—"
+    return f"{getattr(cell, metric)}{' *' if cell.records > 1 and metric == 'class_miou' else ''}"
+
+
+def _failures_md(table: Table) -> list[str]:
+    """One line per failed cell: the row, the fold, the reason and the failure record."""
+    return [
+        f"- {row.label}, fold {f.fold}: {f.error}: {f.reason} (`{f.record}`)"
+        for row in table.rows
+        for f in row.failed.values()
+    ]
 
 
 def _delta_text(row: Row) -> str:
@@ -486,12 +573,7 @@ def to_markdown(table: Table) -> str:
     head += [*(["protocol"] if several else []), "notes"]
     lines = [_md_line(head), _md_line(["---"] * len(head))]
     for row in table.rows:
-        cells = [row.label]
-        for f in table.folds:
-            cell = row.cells.get(f)
-            cells.append(
-                "—" if cell is None else f"{cell.class_miou}{' *' if cell.records > 1 else ''}"
-            )
+        cells = [row.label, *(_fold_text(row, f, "class_miou") for f in table.folds)]
         cells += [_mean_text(row), "" if row.fbiou is None else str(row.fbiou)]
         if with_paper:
             cells += ["" if row.paper_mean is None else f"{row.paper_mean:.1f}", _delta_text(row)]
@@ -507,14 +589,17 @@ def to_markdown(table: Table) -> str:
         lines.append("\\* several evaluations of this cell were found: the latest is shown.")
     if with_paper:
         lines.append("paper: the paper's class-mIoU, mean over folds; Δ: ours − paper (points).")
+    if failures := _failures_md(table):
+        lines += ["", "failed: the job of this cell failed (its failed.json), no evaluation:"]
+        lines += failures
     if several:
         lines += ["", "Protocols:", *(f"- {p.id}: {p.text}" for p in table.protocols)]
-    else:
+    elif table.protocols:
         lines += ["", f"Protocol: {table.protocols[0].text}"]
     fb_head = ["configuration", *folds]
     lines += ["", "FB-IoU (%) per fold:", "", _md_line(fb_head), _md_line(["---"] * len(fb_head))]
     for row in table.rows:
-        fb = [str(row.cells[f].fbiou) if f in row.cells else "—" for f in table.folds]
+        fb = [_fold_text(row, f, "fbiou") for f in table.folds]
         lines.append(_md_line([row.label, *fb]))
     return "\n".join(lines) + "\n"
 
@@ -553,7 +638,8 @@ def _csv_rows(table: Table) -> list[list[Any]]:
         for f in table.folds:
             c = row.cells.get(f)
             line += ["", ""] if c is None else [_number(c.paper), _number(c.delta)]
-        notes = [f"missing {_folds_text(row.missing)}"] if row.missing else []
+        notes = [f"failed fold {f.fold}: {f.reason}" for f in row.failed.values()]
+        notes += [f"missing {_folds_text(row.missing)}"] if row.missing else []
         if row.paper_mismatch:
             notes.append(f"paper measured on {row.paper_mismatch}")
         out.append([*line, " ".join(row.protocols), "; ".join(notes + row.notes)])
@@ -605,7 +691,7 @@ def report(
     `heatmap.png` for a two-key sweep whose rows all have a mean) into `out_dir` (default: see
     `_default_out`); returns the table and the files written."""
     paths = [Path(p) for p in paths]
-    table = build_table(load_records(paths))
+    table = build_table(load_records(paths), load_failures(paths))
     out = Path(out_dir) if out_dir is not None else _default_out(paths)
     md, csv_path, json_path = (out / name for name in FILES)
     try:

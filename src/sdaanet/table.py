@@ -12,15 +12,13 @@ its `last.ckpt` (`resume=true`). The rows and the paper's numbers come from the 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sdaanet.cli import entry_point
-from sdaanet.config import ROOT_DIR
+from sdaanet.config import ROOT_DIR, plain_name
 from sdaanet.errors import SdaanetError
 from sdaanet.paper import TABLES, normalize_table, table_rows
 
@@ -35,10 +33,7 @@ def table_dir(table: str, overrides: Sequence[str]) -> Path:
     """`logs/tables/<table>/<overrides>` (`data-synthetic_debug-tiny`): one directory per table
     and set of overrides, so a quick `debug=tiny` pipeline never mixes with the full one."""
     slug = "_".join(o.replace("=", "-") for o in sorted(overrides)) or "default"
-    slug = re.sub(r"[^A-Za-z0-9._\-]", "_", slug)  # a plain value on Hydra's command line
-    if len(slug) > 80:
-        slug = f"{slug[:60]}-{hashlib.sha1(slug.encode()).hexdigest()[:10]}"
-    return ROOT_DIR / "logs" / "tables" / table / slug
+    return ROOT_DIR / "logs" / "tables" / table / plain_name(slug)
 
 
 def commands(

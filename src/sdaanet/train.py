@@ -30,6 +30,7 @@ from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError, DataConfigError, DataError, one_line
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.runtime import apply_runtime, lightning_precision, trainer_device
+from sdaanet.sweep import run_app, task
 from sdaanet.validate import check_config, precheck, sweeper_target
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,10 @@ def written(trainer: L.Trainer, output_dir: str) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-@entry_point
+@task
 def _hydra_main(cfg: DictConfig) -> float | None:
-    """The best validation class-mIoU (on `data.selection`'s split): a sweeper's objective."""
+    """The best validation class-mIoU (on `data.selection`'s split): a sweeper's objective. In a
+    multirun, a failed job leaves `failed.json` and the sweep goes on (`sdaanet.sweep`)."""
     metrics = run(cfg)
     value = metrics.get("val/best_class_miou", metrics.get("val/class_miou"))
     if value is None and sweeper_target().endswith(".OptunaSweeper"):
@@ -225,7 +227,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     register_resolvers()
     entry_point(precheck)("train", sys.argv[1:])  # one line, before Hydra makes a run folder
-    _hydra_main()
+    run_app(_hydra_main, sys.argv[1:])
 
 
 if __name__ == "__main__":

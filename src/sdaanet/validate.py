@@ -1,17 +1,22 @@
 """Every bad setting is one line, before anything is written: `check_config` on a composed
-config, and `precheck` on a command line before Hydra creates a run folder."""
+config, and `precheck` on a command line (each job of a multirun) before Hydra creates a run
+folder."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sdaanet.errors import ConfigError
+from sdaanet.errors import ConfigError, SdaanetError, one_line
 from sdaanet.models.sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, TEACHERS
 from sdaanet.runtime import PRECISIONS
+from sdaanet.sweep import MULTIRUN_FLAGS
 
+# what Hydra's override grammar refuses in an unquoted value (a path), or reads as a sweep
+GRAMMAR_CHARS = ("=", ",", "[", "]", "{", "}", "(", ")", "'", '"', "~", "#", "!", "&", ";", "^")
 POSITIVE = ("shot", "data.ways", "data.batch_size", "data.val_batch_size", "data.val_episodes")
 CHOICES = {
     "model.kshot_strategy": KSHOT_STRATEGIES,
@@ -31,8 +36,9 @@ def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
         raise ConfigError(f"{key}={value} must be a positive integer, e.g. {key}=1")
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise `ConfigError` naming the first bad setting of a composed train or eval config."""
+def check_config(cfg: DictConfig, sweeper: str | None = None) -> None:
+    """Raise `ConfigError` naming the first bad setting of a composed train or eval config;
+    `sweeper`: the `_target_` of the sweeper that runs it (default: the running app's)."""
     for key in POSITIVE:
         _positive(cfg, key)
     _positive(cfg, "data.train_episodes", allow_none=True)
@@ -50,8 +56,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model=multiclass needs data.ways >= 2, got data.ways={ways}")
     if "eval" in cfg and not list(cfg.eval.seeds or []):
         raise ConfigError("eval.seeds is empty; give at least one, e.g. eval.seeds=[321]")
+    check_selection(cfg, sweeper_target() if sweeper is None else sweeper)
+
+
+def check_selection(cfg: DictConfig, sweeper: str) -> None:
+    """Tuning (the optuna sweeper) must select checkpoints on base classes."""
     selection = OmegaConf.select(cfg, "data.selection", default="novel")
-    if sweeper_target().endswith(".OptunaSweeper") and selection != "base":
+    if sweeper.endswith(".OptunaSweeper") and selection != "base":
         raise ConfigError(
             f"tuning with the optuna sweeper must select on base classes, got "
             f"data.selection={selection}: add data.selection=base (experiment=tune_alpha_beta)"
@@ -87,30 +98,139 @@ def _hydra_message(exc: BaseException) -> str:
     return text
 
 
+def _unquoted(argv: Sequence[str], multirun: bool) -> None:
+    """Refuse a value that Hydra's override grammar cannot take unquoted (a path holding `=` or
+    `,`, as the job folders of old sweeps did), saying how to quote it. A comma-separated path
+    in a single run is refused too: Hydra would read it as a sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or value[:1] in ("'", '"'):
+            continue
+        try:
+            swept = parser.parse_override(arg).is_sweep_override()
+        except HydraException:
+            swept = None
+        if swept is None or (swept and not multirun and "/" in value):
+            bad = [c for c in GRAMMAR_CHARS if c in value]
+            if bad:
+                raise ConfigError(
+                    f"{arg} contains {' or '.join(map(repr, bad))}, which Hydra's override "
+                    f"grammar cannot take unquoted; quote it: {key}=\"'{value}'\""
+                )
+
+
 def precheck(config_name: str, argv: Sequence[str]) -> Any:
     """Compose the command line's config, `check_config` it, and check the training data's files
-    (train) or the checkpoint (eval); a flag such as `--multirun` or `--cfg` leaves the command
-    line to Hydra (each job is checked when it starts)."""
+    (train) or the checkpoint (eval). With `-m`/`--multirun`, every job of the sweep is checked
+    (`_precheck_sweep`); another flag such as `--cfg` leaves the command line to Hydra."""
+    flags = [arg for arg in argv if arg.startswith("-")]
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    if any(flag not in MULTIRUN_FLAGS for flag in flags):
+        return None
+    _unquoted(overrides, multirun=bool(flags))
+    if flags:
+        _precheck_sweep(config_name, overrides)
+        return None
+    cfg = _compose(overrides, config_name)
+    _check_job(cfg, config_name, {})
+    return cfg
+
+
+def _compose(overrides: Sequence[str], config_name: str, with_hydra: bool = False) -> DictConfig:
+    """`compose_config`, Hydra's errors as one line (`with_hydra`: keep the `hydra` node)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from sdaanet.config import compose_config
 
-    if any(arg.startswith("-") for arg in argv):
-        return None
     try:
-        cfg = compose_config(list(argv), config_name=config_name)
+        return compose_config(list(overrides), config_name=config_name, with_hydra=with_hydra)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_hydra_message(exc)) from None
-    check_config(cfg)
+
+
+def _check_job(
+    cfg: DictConfig, config_name: str, seen: dict[str, None], sweeper: str | None = None
+) -> None:
+    """`check_config`, then the training data's files (train) or the checkpoint (eval); `seen`
+    holds what was checked already (one sweep checks each dataset and checkpoint once)."""
+    check_config(cfg, sweeper)
     if config_name == "train":  # the dataset's files, before Hydra makes a run folder
         from sdaanet.train import build_datamodule
 
-        build_datamodule(cfg)
+        key = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "shot", "seed"]))
+        if key not in seen:
+            build_datamodule(cfg)
+            seen[key] = None
     elif cfg.get("mode") == "test":  # the checkpoint: missing, unreadable or unsafe
         from sdaanet.checkpoint import read_checkpoint, resolve_checkpoint
 
         if not cfg.get("ckpt_path"):
             raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
-        read_checkpoint(resolve_checkpoint(cfg.ckpt_path))
-    return cfg
+        if (path := str(cfg.ckpt_path)) not in seen:
+            read_checkpoint(resolve_checkpoint(path))
+            seen[path] = None
+
+
+def _sweep_values(override: Any, basic: bool) -> list[str] | None:
+    """The values of one override to check: every value of a list or choice sweep (for a
+    search space of a sweeper other than Hydra's basic one, a range's ends), an interval's
+    bounds; None for what cannot be expanded here (a glob)."""
+    from hydra.core.override_parser.types import ValueType
+
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        return None
+    if override.is_interval_sweep():
+        sweep = override.value()
+        return [str(sweep.start), str(sweep.end)]
+    values = list(override.sweep_string_iterator())
+    if override.value_type == ValueType.RANGE_SWEEP and not basic:
+        return [values[0], values[-1]]
+    return values
+
+
+def _precheck_sweep(config_name: str, overrides: Sequence[str]) -> None:
+    """Check every job of a multirun before Hydra makes its folder: the sweeper's own search
+    space (`hydra.sweeper.params`) and the command line's sweeps, expanded into their cartesian
+    product; the first bad job is refused, naming its swept values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        given = parser.parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ConfigError(_hydra_message(exc)) from None
+    values = [_sweep_values(o, True) for o in given]
+    if any(v is None for v in values):
+        return  # a glob sweep: each job is checked when it starts
+    first = [f"{o.get_key_element()}={v[0]}" for o, v in zip(given, values, strict=True)]
+    base = _compose(first, config_name, with_hydra=True)
+    sweeper = str(OmegaConf.select(base, "hydra.sweeper._target_", default="") or "")
+    check_selection(base, sweeper)
+    params = OmegaConf.select(base, "hydra.sweeper.params", default=None) or {}
+    params_overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    merged = {o.get_key_element(): o for o in params_overrides}
+    merged.update({o.get_key_element(): o for o in given})  # the command line wins
+    basic = sweeper.endswith(".BasicSweeper")
+    axes = {key: _sweep_values(o, basic) for key, o in merged.items()}
+    if any(values is None for values in axes.values()):
+        return  # a glob sweep: each job is checked when it starts
+    swept = [key for key, values in axes.items() if len(values) > 1]
+    seen: dict[str, None] = {}
+    for combination in itertools.product(*(axes[key] for key in axes)):
+        job = dict(zip(axes, combination, strict=True))
+        try:
+            cfg = _compose([f"{k}={v}" for k, v in job.items()], config_name)
+            _check_job(cfg, config_name, seen, sweeper)
+        except SdaanetError as exc:
+            if not swept:
+                raise
+            where = " ".join(f"{key}={job[key]}" for key in swept)
+            raise type(exc)(f"{one_line(exc)} (in the sweep's job {where})") from None
