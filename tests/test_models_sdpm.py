@@ -130,3 +130,19 @@ def test_sdpm_kd_is_mean_over_shots_and_not_detached():
     kd.backward()
     assert q.grad is not None and q.grad.abs().sum() > 0  # teacher not detached (D3)
     assert sdpm.se_supp[0].weight.grad.abs().sum() > 0
+
+
+def test_kd_is_fp32_and_non_negative_under_bf16_autocast():
+    """The bf16 fast path: a student next to its teacher (KL about 3e-7) made the authors' KD
+    negative in bf16 (the control, computed the old way); SDPM computes it in fp32."""
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(4, 64, 1, 1, generator=g) * 3
+    q = (s + 0.01 * torch.randn(s.shape, generator=g)).bfloat16()
+    s = s.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        old = kd_code(s, (q + s) / 2, 5.0, 0.9)
+        got = {t: SDPM(64, teacher=t).distill(s, q) for t in ("code", "paper")}
+    assert old < -1e-3
+    for teacher, kd in got.items():
+        exact = SDPM(64, teacher=teacher).distill(s.float(), q.float())  # no autocast
+        assert kd.dtype == torch.float32 and kd >= 0 and torch.equal(kd, exact), teacher

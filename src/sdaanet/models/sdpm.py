@@ -128,11 +128,14 @@ class SDPM(nn.Module):
         return out * reweight(mean_f)
 
     def distill(self, student: Tensor, query_proto: Tensor) -> Tensor:
-        """KD loss of one shot between p'_k and its teacher (per ``teacher``)."""
-        if self.teacher == "paper":
-            return kd_paper(student, query_proto)
-        teacher = (query_proto + student) / 2.0
-        return kd_code(student, teacher, self.kd_temperature, self.kd_alpha)
+        """KD loss of one shot between p'_k and its teacher (per ``teacher``), in fp32 with
+        autocast off: a KL divergence is >= 0, and in bf16 its rounding made it negative."""
+        with torch.autocast(student.device.type, enabled=False):
+            student, query_proto = student.float(), query_proto.float()
+            if self.teacher == "paper":
+                return kd_paper(student, query_proto)
+            teacher = (query_proto + student) / 2.0
+            return kd_code(student, teacher, self.kd_temperature, self.kd_alpha)
 
     def forward(
         self, query: Tensor, prototypes: Sequence[Tensor], query_mask: Tensor | None = None
