@@ -210,3 +210,45 @@ def test_a_resumed_run_keeps_its_csv_log_of_the_steps_before_the_cut(tmp_path):
     assert _csv_rows(cut) == expected
     run(_cfg(cut, *two, f"ckpt_path={epoch1}"))  # epoch 2 again, its rows already logged
     assert _csv_rows(cut) == expected
+
+
+@pytest.mark.slow  # three 24-step runs: about a minute on two idle cores
+def test_sigterm_mid_epoch_saves_that_step_and_resumes_to_the_uninterrupted_numbers(tmp_path):
+    """SIGTERM (a scheduler's first word) mid-epoch: the run stops after the current batch with
+    `last.ckpt` of that step, one line and status 143; resumed in its directory it ends with
+    the numbers, weights and CSV log of a run never stopped."""
+    long = ["data.train_episodes=24", "trainer.max_epochs=2", "test=false"]  # 12 steps/epoch
+    expected = run(_cfg(tmp_path / "full", *long))
+
+    cut = tmp_path / "cut"
+    args = [*TINY, *long, f"paths.output_dir={cut}", f"paths.data_dir={tmp_path / 'data'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same arithmetic
+    proc = subprocess.Popen([sys.executable, "-m", "sdaanet.train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    last = cut / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert last.is_file(), "the run wrote no last.ckpt after its first epoch"
+    time.sleep(0.5)  # into the second epoch
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err
+    step = read_checkpoint(last)["global_step"]
+    assert 12 < step < 24, "not stopped mid-epoch: the timing of this test is off"
+    assert f"stopped by SIGTERM at step {step}; saved {last}; resume with" in out
+    assert f"ckpt_path={last}" in out
+
+    resumed = run(_cfg(cut, *long))  # resume=true: continues from the directory's last.ckpt
+    final = read_checkpoint(last)
+    reference = read_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == reference["global_step"] == 24
+    assert final["lr_schedulers"] == reference["lr_schedulers"]
+    for key in ("val/class_miou", "val/fbiou", "train/loss"):
+        assert resumed[key] == expected[key], key
+    for name, value in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], value), name
+    assert _csv_rows(cut) == _csv_rows(tmp_path / "full")

@@ -13,9 +13,11 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from sdaanet.callbacks import EXIT_SIGTERM, SaveOnSigterm
 from sdaanet.checkpoint import (
     AtomicCheckpointIO,
     build_network,
@@ -132,8 +134,31 @@ def fit(
         load_compatible(module.net, read_checkpoint(ckpt_path), ckpt_path, cfg.shot)
     trainer = build_trainer(cfg)
     log.info("output dir: %s", cfg.paths.output_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        pass
+    if trainer.received_sigterm:  # also when it came during the last batch: stop all the same
+        print(stopped_by_sigterm(trainer, cfg.paths.output_dir), flush=True)
+        raise SystemExit(EXIT_SIGTERM)
     return trainer, module, datamodule
+
+
+def stopped_by_sigterm(trainer: L.Trainer, output_dir: str) -> str:
+    """The line of a run that SIGTERM stopped: where it resumes from, and how."""
+    saved = [cb for cb in trainer.callbacks if isinstance(cb, SaveOnSigterm) and cb.saved_step]
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if saved:
+        where = f"saved {saved[0].path}"
+        last = Path(saved[0].path)
+    elif last.is_file():
+        where = f"not saved (at an epoch's end); {last} holds the last finished epoch"
+    else:
+        return f"stopped by SIGTERM at step {trainer.global_step}; no checkpoint saved"
+    return (
+        f"stopped by SIGTERM at step {trainer.global_step}; {where}; resume with the same "
+        f"command in this run directory (resume=true), or with ckpt_path={last}"
+    )
 
 
 def selected_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> tuple[str | None, float | None]:

@@ -13,7 +13,7 @@ validation/test episodes use ``val_seed`` and are the same every epoch, every ru
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -35,6 +35,31 @@ def plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that Lightning resumes mid-epoch: its state is how many batches of the current
+    epoch it has delivered, and after `load_state_dict` its next epoch starts past them, so a run
+    stopped mid-epoch (SIGTERM) goes on with the episodes it had not trained on."""
+
+    _delivered = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._delivered = self.sampler.start // self.batch_size
+        return self._counted(super().__iter__())  # created now, as DataLoader.__iter__ does
+
+    def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            self._delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self._delivered}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """The next epoch starts past `state["batches"]` (none once the epoch is complete)."""
+        batches = int(state.get("batches", 0))
+        self.sampler.start = batches * self.batch_size if batches < len(self) else 0
 
 
 class EpisodicDataModule(L.LightningDataModule, abc.ABC):
@@ -135,6 +160,8 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         self.holdout_seed = int(holdout_seed)
         self.source_options = dict(plain(source) or {})
         self.datasets: dict[str, EpisodeDataset] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._resume: dict[str, int] = {}  # a checkpoint's train loader state, for the next one
 
     # -- what a dataset defines ---------------------------------------------------------------
     @abc.abstractmethod
@@ -233,7 +260,7 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         dataset = self.datasets[split]
         train = split == "train"
         batch_size = self.batch_size if train else self.val_batch_size
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=batch_size,
             sampler=EpisodeSampler(len(dataset), shuffle=train),
@@ -245,7 +272,18 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        loader = self._loader("train")
+        loader.load_state_dict(self._resume)
+        self._train_loader, self._resume = loader, {}
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The train loader's position in its epoch: Lightning builds the loader before it
+        restores its own loops (to count the steps), so the resume goes through here."""
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = dict(state.get("train_loader", {}))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

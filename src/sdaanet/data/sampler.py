@@ -46,6 +46,7 @@ class EpisodeSampler(Sampler[int]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.start = 0  # the next iteration begins at this position of the shard (resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -68,7 +69,8 @@ class EpisodeSampler(Sampler[int]):
         return base + np.arange(rank, total, world) % n
 
     def __iter__(self) -> Iterator[int]:
-        return (int(k) for k in self._shard())
+        start, self.start = self.start, 0
+        return (int(k) for k in self._shard()[start:])
 
     def __len__(self) -> int:
         return len(self._shard())
