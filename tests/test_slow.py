@@ -106,7 +106,10 @@ def test_sweep_with_a_failing_job_goes_on_and_reports_it(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
-    failed, done = sweep / "0_model.alpha-nan", sweep / "1_model.alpha-5"
+    failed, done = (
+        sweep / "0_eval.seeds-_321_+model.alpha-nan",
+        sweep / "1_eval.seeds-_321_+model.alpha-5",
+    )
     assert proc.stderr.strip().splitlines()[-1] == (
         f"sweep: 1 of 2 jobs failed: {failed} (each holds failed.json)"
     )
