@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,55 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories():
     dirs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert dirs[0] != dirs[1]
     assert [d.rsplit("_", 1)[1] for d in dirs] == [str(p.pid) for p in procs]
+
+
+def test_resume_false_trains_again_and_keeps_the_first_metrics_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(out)
+    last = out / "checkpoints" / "last.ckpt"
+    first = (out / "metrics.json").read_bytes()
+    stamp = last.stat().st_mtime_ns
+    _train(out, "resume=false")
+    assert "skipped:" not in capsys.readouterr().out
+    assert last.stat().st_mtime_ns != stamp  # trained again
+    assert (out / "metrics.json").read_bytes() == first  # never overwritten
+    again = json.loads((out / "metrics-2.json").read_text())
+    assert again["evaluated_at"] != json.loads(first)["evaluated_at"]
+
+
+def test_an_evaluation_run_again_is_skipped_and_resume_false_adds_a_record(trained, tmp_path):
+    run_dir, _ = trained
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"  # a copy: its eval/ is this test's
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(run_dir / "checkpoints" / "last.ckpt", ckpt)
+    out = tmp_path / "e"
+    metrics = _eval(out, ckpt)
+    first = (out / "metrics.json").read_bytes()
+    records = sorted(p.name for p in (tmp_path / "run" / "eval").iterdir())
+    assert _eval(out, ckpt) == metrics  # skipped: the record's numbers, nothing evaluated
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".json") == ["metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "run" / "eval").iterdir()) == records
+    _eval(out, ckpt, "resume=false")
+    assert (out / "metrics.json").read_bytes() == first
+    assert (out / "metrics-2.json").is_file()
+
+
+def test_the_evaluation_overrides_win_over_the_checkpoint_configuration(trained, tmp_path):
+    run_dir, _ = trained
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    stored = {"experiment": "demo", "overrides": ["data.val_episodes=3", "model.alpha=5"]}
+    checkpoint["hyper_parameters"]["description"]["configuration"] = stored
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save(checkpoint, ckpt)
+    cfg = compose_config(
+        [*TINY, f"paths.output_dir={tmp_path / 'e'}", f"ckpt_path={ckpt}", "data.val_episodes=4"],
+        config_name="eval",
+    )
+    run_eval(cfg, [f"ckpt_path={ckpt}", "data.val_episodes=4"])  # as on the command line
+    record = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert record["protocol"]["episodes"] == 4
+    assert record["configuration"] == {
+        "experiment": "demo",
+        "overrides": ["data.val_episodes=4", "model.alpha=5"],
+    }
