@@ -107,6 +107,17 @@ def test_makefile_quotes_the_paths_it_passes(tmp_path, target, variable, key):
     assert _value(arg) == path
 
 
+def test_table_passes_its_directory_quoted():
+    from sdaanet.table import commands
+
+    root = Path("/x/a=b,c")  # e.g. --dir, or a checkout in such a folder
+    train, evaluate = commands("V", [], root, [0])
+    (sweep_dir,) = [a for a in train if a.startswith("hydra.sweep.dir=")]
+    (ckpt,) = [a for a in evaluate if a.startswith("ckpt_path=")]
+    assert _value(sweep_dir) == str(root)
+    assert _value(ckpt) == f"{root}/${{paper.trained_as}}/fold${{data.fold}}"
+
+
 # -------------------------------------------------------------- a bad setting, refused once
 D = "paths.data_dir={}"
 

@@ -37,14 +37,14 @@ def test_commands_train_the_trained_rows_and_evaluate_the_others_from_their_chec
     (train,) = commands("IV", TINY, root, [0, 1, 2, 3])
     assert train[1:4] == ["-m", "sdaanet.train", "-m"]
     assert "experiment=table4_baseline,table4_saam,table4_sdpm,table4_sdaanet" in train
-    assert {"data.fold=0,1,2,3", "hydra.sweep.dir=/x", f"hydra.sweep.subdir={CELL_DIR}",
+    assert {"data.fold=0,1,2,3", "hydra.sweep.dir='/x'", f"hydra.sweep.subdir={CELL_DIR}",
             "resume=true", "test=true"} <= set(train)  # fmt: skip
     assert train[-2:] == TINY
     train, evaluate = commands("V", [], root, [0])
     assert "experiment=table5_single" in train
     assert evaluate[1:4] == ["-m", "sdaanet.eval", "-m"]
     assert "experiment=table5_multiscale" in evaluate
-    assert "ckpt_path=/x/${paper.trained_as}/fold${data.fold}" in evaluate
+    assert "ckpt_path='/x/${paper.trained_as}/fold${data.fold}'" in evaluate
     assert len(commands("II", [], root, [0])[1][4].split(",")) == 4  # the four † rows
 
 

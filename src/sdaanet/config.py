@@ -23,6 +23,11 @@ def plain_name(text: str, limit: int = 80, keep: str = "._-") -> str:
     return name
 
 
+def hydra_quoted(value: str) -> str:
+    """`value` quoted for Hydra's override grammar (`key='<value>'`), which takes any path so."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
 def _job_dirname(overrides: str) -> str:
     """A multirun job's folder name from `hydra.job.override_dirname` (`data.fold-0+model.alpha-10`,
     `+` between the overrides, `-` after each key): `plain_name`, `+` kept."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sdaanet.cli import entry_point
-from sdaanet.config import ROOT_DIR, plain_name
+from sdaanet.config import ROOT_DIR, hydra_quoted, plain_name
 from sdaanet.errors import SdaanetError
 from sdaanet.paper import TABLES, normalize_table, table_rows
 
@@ -41,8 +41,10 @@ def commands(
 ) -> list[list[str]]:
     """The multirun command lines of the table: training cells, then evaluation-only cells."""
     rows = table_rows(table)
-    sweep = [f"data.fold={','.join(str(f) for f in folds)}", f"hydra.sweep.dir={root}",
-             f"hydra.sweep.subdir={CELL_DIR}", "resume=true"]  # fmt: skip
+    trained_ckpt = hydra_quoted(f"{root}/${{paper.trained_as}}/fold${{data.fold}}")  # any root
+    sweep = [f"data.fold={','.join(str(f) for f in folds)}",
+             f"hydra.sweep.dir={hydra_quoted(str(root))}", f"hydra.sweep.subdir={CELL_DIR}",
+             "resume=true"]  # fmt: skip
     trained = [r.experiment for r in rows if not r.trained_as]
     out = [
         [sys.executable, "-m", "sdaanet.train", "-m", f"experiment={','.join(trained)}",
@@ -52,7 +54,7 @@ def commands(
     if eval_only:
         out.append(
             [sys.executable, "-m", "sdaanet.eval", "-m", f"experiment={','.join(eval_only)}",
-             *sweep, f"ckpt_path={root}/${{paper.trained_as}}/fold${{data.fold}}", *overrides]
+             *sweep, f"ckpt_path={trained_ckpt}", *overrides]
         )  # fmt: skip
     return out
 

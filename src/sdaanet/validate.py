@@ -105,6 +105,8 @@ def _unquoted(argv: Sequence[str], multirun: bool) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    from sdaanet.config import hydra_quoted
+
     parser = OverridesParser.create()
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -119,7 +121,7 @@ def _unquoted(argv: Sequence[str], multirun: bool) -> None:
             if bad:
                 raise ConfigError(
                     f"{arg} contains {' or '.join(map(repr, bad))}, which Hydra's override "
-                    f"grammar cannot take unquoted; quote it: {key}=\"'{value}'\""
+                    f'grammar cannot take unquoted; quote it: {key}="{hydra_quoted(value)}"'
                 )
 
 
@@ -136,7 +138,7 @@ def precheck(config_name: str, argv: Sequence[str]) -> Any:
         _precheck_sweep(config_name, overrides)
         return None
     cfg = _compose(overrides, config_name)
-    _check_job(cfg, config_name, {})
+    _check_job(cfg, config_name, set())
     return cfg
 
 
@@ -154,7 +156,7 @@ def _compose(overrides: Sequence[str], config_name: str, with_hydra: bool = Fals
 
 
 def _check_job(
-    cfg: DictConfig, config_name: str, seen: dict[str, None], sweeper: str | None = None
+    cfg: DictConfig, config_name: str, seen: set[str], sweeper: str | None = None
 ) -> None:
     """`check_config`, then the training data's files (train) or the checkpoint (eval); `seen`
     holds what was checked already (one sweep checks each dataset and checkpoint once)."""
@@ -165,7 +167,7 @@ def _check_job(
         key = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "shot", "seed"]))
         if key not in seen:
             build_datamodule(cfg)
-            seen[key] = None
+            seen.add(key)
     elif cfg.get("mode") == "test":  # the checkpoint: missing, unreadable or unsafe
         from sdaanet.checkpoint import read_checkpoint, resolve_checkpoint
 
@@ -173,7 +175,7 @@ def _check_job(
             raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
         if (path := str(cfg.ckpt_path)) not in seen:
             read_checkpoint(resolve_checkpoint(path))
-            seen[path] = None
+            seen.add(path)
 
 
 def _sweep_values(override: Any, basic: bool) -> list[str] | None:
@@ -208,7 +210,7 @@ def _precheck_sweep(config_name: str, overrides: Sequence[str]) -> None:
     except HydraException as exc:
         raise ConfigError(_hydra_message(exc)) from None
     values = [_sweep_values(o, True) for o in given]
-    if any(v is None for v in values):
+    if None in values:
         return  # a glob sweep: each job is checked when it starts
     first = [f"{o.get_key_element()}={v[0]}" for o, v in zip(given, values, strict=True)]
     base = _compose(first, config_name, with_hydra=True)
@@ -220,10 +222,10 @@ def _precheck_sweep(config_name: str, overrides: Sequence[str]) -> None:
     merged.update({o.get_key_element(): o for o in given})  # the command line wins
     basic = sweeper.endswith(".BasicSweeper")
     axes = {key: _sweep_values(o, basic) for key, o in merged.items()}
-    if any(values is None for values in axes.values()):
+    if None in axes.values():
         return  # a glob sweep: each job is checked when it starts
     swept = [key for key, values in axes.items() if len(values) > 1]
-    seen: dict[str, None] = {}
+    seen: set[str] = set()
     for combination in itertools.product(*(axes[key] for key in axes)):
         job = dict(zip(axes, combination, strict=True))
         try:
