@@ -7,6 +7,7 @@ import builtins
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -193,7 +194,8 @@ def test_a_nested_target_is_refused_before_anything_is_built(trained, tmp_path, 
 def test_rng_states_are_saved_and_restored_by_the_callback():
     checkpoint: dict = {}
     torch.manual_seed(5)
-    RNGState().on_save_checkpoint(None, None, checkpoint)
+    RNGState().on_save_checkpoint(SimpleNamespace(training=False), None, checkpoint)
+    assert checkpoint["rng_states"]["mid_epoch"] is False
     expected = torch.rand(3)
     torch.manual_seed(6)
     RNGState().on_load_checkpoint(None, None, checkpoint)
