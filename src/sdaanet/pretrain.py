@@ -87,6 +87,11 @@ def pretrain_backbone(
         dataset, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(seed)
     )
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=1)
+    log.info(  # bit-identical weights need the same thread count and CPU capability
+        "pretrain on %d torch threads, CPU capability %s",
+        torch.get_num_threads(),
+        torch.backends.cpu.get_cpu_capability(),
+    )
     start = time.time()
     for step, (images, labels) in enumerate(loader):
         f3 = net.layer3(net.layer2(net.layer1(net.layer0(images))))
