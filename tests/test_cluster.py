@@ -130,6 +130,7 @@ def test_plain_runs_keep_trainer_nodes_and_devices(trainer, devices):
     assert (cfg.trainer.num_nodes, cfg.trainer.devices) == (1, devices)
 
 
+@pytest.mark.slow  # 20-45 s on a 2-core AVX2 machine
 def test_submitit_local_sweep_reports_rows_by_folds(tmp_path):
     """2 alphas x 2 folds as submitit subprocesses, each evaluated over 2 seeds, in one table."""
     from sdaanet.report import report
@@ -170,6 +171,7 @@ def _task_pids(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # 20-45 s on a 2-core AVX2 machine
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
 def test_requeued_job_resumes_from_last_checkpoint(tmp_path):
     """USR2 (what SLURM sends `signal_delay_s` before the wall time) mid-training: submitit

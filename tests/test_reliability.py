@@ -29,6 +29,7 @@ def _cfg(out: Path, *overrides: str):
     return compose_config([*TINY, *extra, *overrides])
 
 
+@pytest.mark.slow  # 20-45 s on a 2-core AVX2 machine
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_numbers(tmp_path):
     long = ["data.train_episodes=24", "trainer.max_epochs=2"]  # 12 steps per epoch
     expected = run(_cfg(tmp_path / "full", *long))

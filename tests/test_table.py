@@ -63,6 +63,7 @@ def test_each_set_of_overrides_has_its_own_table_directory(tmp_path):
     assert len(long.name) <= 71 and "/" not in long.name
 
 
+@pytest.mark.slow  # 40-75 s on 2 cores
 def test_make_table_iv_trains_reports_and_skips_every_finished_cell(tmp_path):
     """The acceptance command on the synthetic data: 4 rows x 4 folds + mean; run again, no
     training step runs (every checkpoint is left byte for byte)."""
@@ -90,6 +91,7 @@ def test_make_table_iv_trains_reports_and_skips_every_finished_cell(tmp_path):
     assert _rows(again.stdout, "table4_") == rows
 
 
+@pytest.mark.slow  # 20-45 s on a 2-core AVX2 machine
 @pytest.mark.parametrize("folds", ["0"])
 def test_an_evaluation_only_row_evaluates_the_checkpoint_of_the_row_it_is_trained_as(
     tmp_path, folds
@@ -121,6 +123,7 @@ def test_an_unknown_table_is_one_line(capsys):
     assert line.startswith("error: unknown table 'III': choose one of I, II, IV, V, VI, VII")
 
 
+@pytest.mark.slow  # 40-75 s on 2 cores
 def test_make_sweep_ends_with_the_report_and_its_heatmap(tmp_path):
     sweep = tmp_path / "sweep"
     cmd = ["make", "-s", "-C", str(REPO), "sweep", "DATA=synthetic", "ALPHAS=5,10",

@@ -9,6 +9,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,7 @@ def _skip(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if (top and n in TOP_LEVEL_SKIP) or n.endswith(leftovers)]
 
 
+@pytest.mark.slow  # 20-45 s on a 2-core AVX2 machine
 def test_wheel_installs_and_trains_from_another_directory(tmp_path):
     source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
     shutil.copytree(REPO, source, ignore=_skip)
