@@ -189,6 +189,13 @@ def test_every_preset_runs_on_a_checkpoint_and_is_recorded(preset, tiny_ckpt, tm
     out = capsys.readouterr().out
     assert f"protocol {preset}: " in out and "not matched: " in out
     assert ("best         class-mIoU" in out) == (preset in ("bam", "hdmnet"))
+    # a preset with a `default` side moves the synthetic checkpoint (trained at 65 px) off its
+    # size and says so; the others keep the size and say nothing
+    size = {"hsnet": 400, "paper": 321, "sdaanet_code": 473}.get(preset, 65)
+    assert p["input_size"] == size
+    moved = f"  {preset}: evaluating at {size} px; the checkpoint was trained at 65 px\n"
+    assert (moved in out) == (size != 65)
+    assert ("the checkpoint was trained at" in out) == (size != 65)
     name = next((tiny_ckpt.parent.parent / "eval").glob(f"last-*-preset-{preset}-*.json"))
     assert json.loads(name.read_text())["protocol"]["preset"] == preset
 

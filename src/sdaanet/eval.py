@@ -235,7 +235,9 @@ def _print(record: dict[str, Any]) -> None:
     print(f"  per class: {per_class}")
 
 
-def _header(datamodule: Any, protocol: TestProtocol) -> str:
+def _header(datamodule: Any, protocol: TestProtocol, trained_size: int | None) -> str:
+    """The evaluation's console line; a preset that moves the input off the size the checkpoint
+    was trained at (`trained_size`, None if unrecorded) says so, as that alone changes scores."""
     text = (
         f"evaluating {datamodule.name} fold {datamodule.fold}, {datamodule.shot}-shot, "
         f"{datamodule.val_episodes} episodes x {len(protocol.seeds)} seeds {protocol.seeds}, "
@@ -243,9 +245,13 @@ def _header(datamodule: Any, protocol: TestProtocol) -> str:
     )
     if protocol.preset is None:
         return text + f"label mode {protocol.label_mode}"
-    return text + (
-        f"protocol {protocol.preset}: {protocol.matches}\n  not matched: {protocol.differs}"
-    )
+    text += f"protocol {protocol.preset}: {protocol.matches}\n  not matched: {protocol.differs}"
+    if trained_size and datamodule.val_size != trained_size:
+        text += (
+            f"\n  {protocol.preset}: evaluating at {datamodule.val_size} px; the checkpoint was "
+            f"trained at {trained_size} px"
+        )
+    return text
 
 
 def record_name(record: dict[str, Any]) -> str:
@@ -349,7 +355,8 @@ def evaluate(
         cfg, datamodule, net=net, scoring=protocol.scoring,
         ignore_boundary=protocol.ignore_boundary, multiscale=multiscale, kshot=kshot,
     )  # fmt: skip
-    print(_header(datamodule, protocol))
+    trained_size = (info["data"] or {}).get("train_size", info["input_size"])
+    print(_header(datamodule, protocol, trained_size))
     per_seed = []
     for seed in seeds:
         OmegaConf.update(cfg, "data.val_seed", seed)
