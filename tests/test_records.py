@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sdaanet import compose_config
-from sdaanet.checkpoint import resolve_checkpoint
+from sdaanet.checkpoint import describe, resolve_checkpoint
 from sdaanet.errors import CheckpointError
 from sdaanet.eval import record_name
 from sdaanet.eval import run as run_eval
@@ -87,6 +87,32 @@ def test_a_cut_run_continues_from_its_last_checkpoint(tmp_path, capsys):
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (1, 2 * first)
     assert (out / "metrics.json").is_file()
+
+
+def test_a_plumbing_only_run_says_so_in_its_checkpoint_records_and_printout(
+    trained, tmp_path, capsys
+):
+    """debug=tiny sets plumbing_only: the checkpoint keeps it, so every evaluation of it (even
+    one that sets plumbing_only=false) records and prints it; a run without it records false."""
+    out, _ = trained
+    assert json.loads((out / "metrics.json").read_text())["plumbing_only"] is True
+    capsys.readouterr()
+    quick = ["eval.seeds=[1]", "data.val_episodes=2", "plumbing_only=false"]
+    _eval(tmp_path / "e", out / "checkpoints" / "last.ckpt", *quick)
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["plumbing_only"] is True
+    header = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("synthetic"))
+    assert header.endswith("; plumbing-only run: not a result (plumbing_only=true)")
+    # the same network from a run that is not plumbing-only (as `describe` stores it)
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    description = checkpoint["hyper_parameters"]["description"]
+    assert description["plumbing_only"] is True
+    assert describe(compose_config(["plumbing_only=false"]))["plumbing_only"] is False
+    description["plumbing_only"] = False
+    (real := tmp_path / "real").mkdir()
+    torch.save(checkpoint, real / "last.ckpt")
+    _eval(tmp_path / "r", real / "last.ckpt", *quick)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["plumbing_only"] is False
+    assert "not a result" not in capsys.readouterr().out
 
 
 def test_last_checkpoint_records_no_selection(tmp_path):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +29,9 @@ PAPER = {
 
 def record(fold, miou, fbiou=None, *, overrides=(), experiment="table4_saam", folds=2,
            episodes=1000, when="2026-12-02T01:00:00+00:00", paper=None, dataset="pascal",
-           selected="base"):  # fmt: skip
-    """A format-2 record with the given per-seed class-mIoU / FB-IoU (fractions)."""
+           selected="base", plumbing_only=None):  # fmt: skip
+    """A format-2 record with the given per-seed class-mIoU / FB-IoU (fractions); with
+    `plumbing_only` (True/False), a record that says whether it is a plumbing-only run."""
     fbiou = fbiou or [0.5] * len(miou)
     seeds = [
         {"seed": s, "class_miou": m, "fbiou": b, "per_class_iou": [m]}
@@ -72,6 +74,7 @@ def record(fold, miou, fbiou=None, *, overrides=(), experiment="table4_saam", fo
         "class_ids": [1],
         "seeds": seeds,
         "summary": {"class_miou": {"mean": 0, "std": 0}, "fbiou": {"mean": 0, "std": 0}},
+        **({} if plumbing_only is None else {"plumbing_only": plumbing_only}),
     }
 
 
@@ -90,14 +93,32 @@ def run(sweep, index, rec, copy=True):
         write(folder / "eval" / f"best-fold{rec['protocol']['fold']}.json", rec)
 
 
-def alpha_beta_sweep(sweep):
-    """Two configurations x two folds; the first carries the paper's numbers."""
+def alpha_beta_sweep(sweep, **kwargs):
+    """Two configurations x two folds; the first carries the paper's numbers. `kwargs`: more
+    arguments of every `record`."""
     a10 = ["model.alpha=10", "model.beta=0.5"]
     a5 = ["model.alpha=5", "model.beta=1.0"]
-    run(sweep, 0, record(0, [0.60, 0.62, 0.64], [0.70, 0.71, 0.72], overrides=a10, paper=PAPER))
-    run(sweep, 1, record(1, [0.50, 0.50, 0.53], [0.80, 0.80, 0.80], overrides=a10, paper=PAPER))
-    run(sweep, 2, record(0, [0.40, 0.40, 0.40], [0.60, 0.60, 0.60], overrides=a5))
-    run(sweep, 3, record(1, [0.30, 0.32, 0.34], [0.70, 0.70, 0.70], overrides=a5))
+    for i, (fold, miou, fbiou, overrides, paper) in enumerate([
+        (0, [0.60, 0.62, 0.64], [0.70, 0.71, 0.72], a10, PAPER),
+        (1, [0.50, 0.50, 0.53], [0.80, 0.80, 0.80], a10, PAPER),
+        (0, [0.40, 0.40, 0.40], [0.60, 0.60, 0.60], a5, None),
+        (1, [0.30, 0.32, 0.34], [0.70, 0.70, 0.70], a5, None),
+    ]):  # fmt: skip
+        run(sweep, i, record(fold, miou, fbiou, overrides=overrides, paper=paper, **kwargs))
+
+
+def heatmap_figures(monkeypatch):
+    """The figures saved from now on (heatmap.png's), in order."""
+    from matplotlib.figure import Figure
+
+    saved, save = [], Figure.savefig
+
+    def keep_and_save(fig, *args, **kwargs):
+        saved.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep_and_save)
+    return saved
 
 
 def test_cells_fold_mean_fbiou_paper_and_duplicates(tmp_path):
@@ -228,7 +249,7 @@ def test_several_evaluations_of_a_cell_latest_used_and_marked(tmp_path):
     assert "| 55.00 ± 0.00 * |" in md and "several evaluations of this cell" in md
 
 
-def test_missing_fold_gets_no_mean(tmp_path):
+def test_missing_fold_gets_a_labelled_partial_mean_never_the_mean(tmp_path):
     sweep = tmp_path / "sweep"
     for fold in (0, 1, 3):
         run(sweep, fold, record(fold, [0.5, 0.6], folds=4))
@@ -236,12 +257,105 @@ def test_missing_fold_gets_no_mean(tmp_path):
     (row,) = table.rows
     assert table.folds == [0, 1, 2, 3] and row.missing == [2]
     assert row.mean is None and row.fbiou is None
+    assert row.partial.folds == [0, 1, 3] and row.partial.of == 4
     assert row.label == "table4_saam"  # no key differs: the experiment's name
     md = (sweep / "report.md").read_text()
-    assert "| table4_saam | 55.00 ± 7.07 | 55.00 ± 7.07 | — | 55.00 ± 7.07 | missing fold 2 |" in md
+    assert (
+        "| table4_saam | 55.00 ± 7.07 | 55.00 ± 7.07 | — | 55.00 ± 7.07 | 55.00 ± 7.07 (folds 0, "
+        "1, 3 of 4) | 50.00 ± 0.00 (folds 0, 1, 3 of 4) | missing fold 2 |"
+    ) in md
     with open(sweep / "report.csv", newline="", encoding="utf-8") as f:
         (line,) = csv.DictReader(f)
     assert line["mean"] == "" and line["notes"] == "missing fold 2"
+    assert (line["partial_mean"], line["partial_folds"]) == ("55.0", "0 1 3 of 4")
+
+
+def test_a_two_fold_sweep_of_four_gets_labelled_partial_means_and_heatmap(tmp_path, monkeypatch):
+    saved = heatmap_figures(monkeypatch)
+    full = tmp_path / "full"
+    alpha_beta_sweep(full)  # the dataset has 2 folds: the means over all folds, unchanged
+    report([full])
+    assert saved[-1].axes[0].get_title() == "class-mIoU (%), mean over folds"
+    sweep = tmp_path / "sweep"
+    alpha_beta_sweep(sweep, folds=4)  # folds 0 and 1 of 4
+    table, written = report([sweep])
+    five, ten = table.rows
+    assert table.folds == [0, 1, 2, 3] and ten.missing == [2, 3]
+    # never passed off as the 4-fold mean, nor compared with the paper's 4-fold mean
+    assert ten.mean is None and ten.fbiou is None and ten.delta is None
+    assert (ten.partial.folds, ten.partial.of) == ([0, 1], 4)
+    assert (ten.partial.class_miou.mean, ten.partial.class_miou.std) == pytest.approx(
+        (56.5, 1.8027756)
+    )
+    assert ten.partial.fbiou.mean == pytest.approx(75.5)
+    md = (sweep / "report.md").read_text()
+    assert (
+        "| model.alpha=10 model.beta=0.5 (Baseline + SAAM) | 62.00 ± 2.00 | 51.00 ± 1.73 | — | — "
+        "| 56.50 ± 1.80 (folds 0, 1 of 4) | 75.50 ± 0.50 (folds 0, 1 of 4) | 55.0 |  | "
+        "missing folds 2, 3 |"
+    ) in md
+    assert "(folds 0, 1 of 4) after a mean: the row lacks folds" in md
+    with open(sweep / "report.csv", newline="", encoding="utf-8") as f:
+        line = list(csv.DictReader(f))[1]
+    assert (line["mean"], line["delta"], line["partial_folds"]) == ("", "", "0 1 of 4")
+    assert float(line["partial_mean"]) == pytest.approx(56.5)
+    # the heatmap of the same folds, titled with them
+    assert written[-1].name == "heatmap.png"
+    ax = saved[-1].axes[0]
+    assert ax.get_title() == "class-mIoU (%), mean over folds 0, 1 of 4"
+    grid = ax.images[0].get_array()
+    assert (grid[0, 1], grid[1, 0]) == (pytest.approx(36.0), pytest.approx(56.5))
+    # rows over different folds: no heatmap (a cell would not compare with another)
+    for fold in (2, 3):
+        rec = record(fold, [0.5] * 3, overrides=["model.alpha=5", "model.beta=1.0"], folds=4)
+        run(sweep, 10 + fold, rec)
+    table, written = report([sweep], tmp_path / "mixed")
+    assert table.rows[0].mean is not None and table.rows[1].mean is None
+    assert [p.name for p in written] == ["report.md", "report.csv", "report.json"]
+
+
+def test_plumbing_only_rows_say_so_in_table_csv_json_heatmap_and_console(
+    tmp_path, monkeypatch, capsys
+):
+    saved = heatmap_figures(monkeypatch)
+    tiny = tmp_path / "tiny"
+    alpha_beta_sweep(tiny, plumbing_only=True)
+    assert main([str(tiny)]) == 0
+    console = capsys.readouterr().out
+    table, _ = report([tiny])
+    assert all(r.plumbing_only for r in table.rows)
+    ten = table.rows[1]
+    assert ten.mean.mean == pytest.approx(56.5) and ten.paper_mean == 55.0
+    assert ten.delta is None and all(c.delta is None for c in ten.cells.values())
+    md = (tiny / "report.md").read_text()
+    banner = "**Plumbing-only run: not a result** (every row: plumbing_only=true"
+    assert md.startswith(f"# Evaluation report\n\n{banner}") and console.startswith(banner)
+    line = next(x for x in md.splitlines() if x.startswith("| model.alpha=10"))
+    assert line.endswith("| 55.0 | none: plumbing-only | plumbing-only run: not a result |")
+    with open(tiny / "report.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["plumbing_only"] for r in rows] == ["true", "true"] and rows[1]["delta"] == ""
+    data = json.loads((tiny / "report.json").read_text(encoding="utf-8"))
+    assert [r["plumbing_only"] for r in data["rows"]] == [True, True]
+    assert saved[-1].get_suptitle() == "plumbing-only run: not a result"
+    # a real run (plumbing_only false, or a record from before the flag): none of it
+    for i, flag in enumerate([False, None]):
+        real = tmp_path / f"real{i}"
+        alpha_beta_sweep(real, plumbing_only=flag)
+        table, _ = report([real])
+        assert not any(r.plumbing_only for r in table.rows)
+        assert table.rows[1].delta == pytest.approx(1.5)
+        assert "not a result" not in (real / "report.md").read_text()
+        assert saved[-1].get_suptitle() == ""
+
+
+def test_the_committed_real_photo_table_is_a_result(tmp_path):
+    """docs/real-photos/table4 (MSRC-v2, EfficientNet-Lite0, `recipe=msrc_lite0`): the CPU table
+    that means something; every row complete over the 3 folds, none plumbing-only."""
+    table, _ = report([Path(__file__).parents[1] / "docs" / "real-photos" / "table4"], tmp_path)
+    assert table.folds == [0, 1, 2] and len(table.rows) == 4
+    assert all(r.mean is not None and not r.plumbing_only for r in table.rows)
+    assert "not a result" not in (tmp_path / "report.md").read_text()
 
 
 def test_mixed_protocol_in_a_row_gets_no_mean(tmp_path):
@@ -365,7 +479,8 @@ def test_old_records_corrupt_and_foreign_json(tmp_path, capsys):
     os.utime(sweep / "r0" / "metrics.json", (2e9, 2e9))  # r0 is the later evaluation of fold 0
     os.utime(sweep / "r1" / "metrics.json", (1e9, 1e9))
     write(sweep / "wandb" / "wandb-summary.json", {"_step": 1})
-    (sweep / "broken.json").write_text('{"protocol": ')
+    (sweep / "broken" / "metrics.json").parent.mkdir()
+    (sweep / "broken" / "metrics.json").write_text('{"protocol": ')
     write(sweep / "nan" / "metrics.json", record(0, [float("nan")]))
     table, _ = report([sweep])
     (row,) = table.rows
@@ -374,11 +489,39 @@ def test_old_records_corrupt_and_foreign_json(tmp_path, capsys):
     assert row.mean.mean == pytest.approx(40.0)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2
-    assert err[0].startswith(f"warning: {sweep / 'broken.json'}: unreadable JSON")
+    assert err[0].startswith(f"warning: {sweep / 'broken' / 'metrics.json'}: unreadable JSON")
     assert err[1] == (
         f"warning: {sweep / 'nan' / 'metrics.json'}: unusable evaluation record "
         "(seed 321 has no finite class_miou and fbiou); skipped"
     )
+
+
+def test_reads_only_record_files_of_run_folders_two_deep(tmp_path):
+    """A run, sweep or table directory: metrics.json, eval/*.json and failed.json of it and of
+    its folders two deep. Other file names, hidden folders and deeper folders are not read."""
+    table = tmp_path / "table"
+    write(table / "exp" / "fold0" / "metrics.json", record(0, [0.5], folds=2))
+    write(table / "exp" / "fold1" / "eval" / "best-fold1.json", record(1, [0.7], folds=2))
+    write(table / "exp" / "fold1" / "other.json", record(1, [0.1], folds=2))
+    write(table / ".hidden" / "metrics.json", record(1, [0.2], folds=2))
+    write(table / "a" / "b" / "c" / "metrics.json", record(1, [0.3], folds=2))
+    sources = sorted(Path(r["source"]).relative_to(table).as_posix() for r in load_records([table]))
+    assert sources == ["exp/fold0/metrics.json", "exp/fold1/eval/best-fold1.json"]
+
+
+def test_a_directory_whose_records_lie_deeper_is_refused_and_nothing_written(tmp_path, capsys):
+    """`sdaanet-report /tmp`: records of runs somewhere deep below (pytest's, another tool's)
+    are not searched for, the directory is refused with one line, and nothing is written."""
+    write(
+        tmp_path / "pytest-of-me" / "pytest-1" / "test0" / "run" / "metrics.json", record(0, [0.5])
+    )
+    assert exit_code(main, [tmp_path]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert (
+        line.startswith(f"error: {tmp_path}: no evaluation records")
+        and "run, sweep or table" in line
+    )
+    assert not [p for p in tmp_path.iterdir() if p.is_file()]
 
 
 def test_load_records_accepts_files_and_output_goes_beside_them(tmp_path):

@@ -282,7 +282,11 @@ def test_report_shows_a_failed_cell_with_its_reason(tmp_path):
     assert list(bad.failed) == [1] and bad.failed[1].reason == failure["reason"]
     assert bad.mean is None and bad.missing == []
     md = (sweep / "report.md").read_text()
-    assert "| model.alpha=nan | 50.00 ± 0.00 | failed | failed fold 1 |" in md
+    # the mean over the folds it has, labelled; the failed fold in the notes
+    assert (
+        "| model.alpha=nan | 50.00 ± 0.00 | failed | 50.00 ± 0.00 (fold 0 of 2) | 50.00 ± 0.00 "
+        "(fold 0 of 2) | failed fold 1 |"
+    ) in md
     assert (
         f"- model.alpha=nan, fold 1: NonFiniteLossError: {failure['reason']} "
         f"(`{sweep / '3_nan' / FAILURE_FILE}`)"

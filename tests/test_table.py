@@ -77,6 +77,9 @@ def test_make_table_iv_trains_reports_and_skips_every_finished_cell(tmp_path):
     for row in rows:  # label, fold 0-3, mean (each "x ± y"), FB-IoU, paper, delta, notes
         assert all(" ± " in cell for cell in row[1:6]), row
     assert [r[7] for r in rows] == ["60.4", "61.6", "62.0", "62.9"]  # the paper: node's means
+    # debug=tiny: plumbing-only, said above the table, in every row, never a Δ to the paper
+    assert "**Plumbing-only run: not a result** (every row" in first.stdout
+    assert all(r[8] == "none: plumbing-only" and r[9].startswith("plumbing-only") for r in rows)
     cells = sorted((tmp_path / "logs" / "tables" / "IV").glob("*/table4_*/fold*"))
     assert len(cells) == 16
     ckpts = {p: p.read_bytes() for c in cells for p in (c / "checkpoints").iterdir()}
@@ -110,7 +113,9 @@ def test_an_evaluation_only_row_evaluates_the_checkpoint_of_the_row_it_is_traine
     assert not (out / "table5_multiscale" / "fold0" / "checkpoints").exists()  # nothing trained
     rows = _rows(done.stdout, "table5_")
     assert [r[0].split()[0] for r in rows] == ["table5_single", "table5_multiscale"]
-    assert all("missing folds 1, 2, 3" in " ".join(r) for r in rows)  # never averaged
+    # label, fold 0-3, mean, FB-IoU, paper, Δ, notes: fold 0's mean labelled as such, no Δ
+    assert all(r[5].endswith("(fold 0 of 4)") and r[8] == "none: plumbing-only" for r in rows)
+    assert all("missing folds 1, 2, 3" in r[-1] for r in rows)
 
 
 def test_an_unknown_table_is_one_line(capsys):

@@ -110,8 +110,9 @@ def selected_on(path: str | Path, checkpoint: Mapping[str, Any], selection: str)
 
 
 def describe(cfg: Any, selection: str = "novel") -> dict[str, Any]:
-    """What every checkpoint records: the network node, shot, input size and data settings, and
-    the run's configuration (its experiment and command-line overrides, for the report)."""
+    """What every checkpoint records: the network node, shot, input size and data settings, the
+    run's configuration (its experiment and command-line overrides, for the report) and whether
+    it is a plumbing-only run (`plumbing_only`, set by debug=tiny)."""
     from omegaconf import OmegaConf
 
     from sdaanet.config import job_configuration
@@ -124,6 +125,7 @@ def describe(cfg: Any, selection: str = "novel") -> dict[str, Any]:
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "selection": selection,
         "configuration": job_configuration(),
+        "plumbing_only": bool(cfg.get("plumbing_only", False)),
     }
 
 

@@ -11,6 +11,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(os.environ.get("SDAANET_CONF", Path(__file__).resolve().parent / "conf"))
+# what every printout of a plumbing-only run's numbers says (`plumbing_only: true`, set by
+# debug=tiny: a run too short to mean anything; the checkpoint and its records carry the flag)
+PLUMBING_ONLY = "plumbing-only run: not a result"
 
 
 def plain_name(text: str, limit: int = 80, keep: str = "._-") -> str:

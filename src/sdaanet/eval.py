@@ -53,7 +53,7 @@ from sdaanet.checkpoint import (
     summary,
 )
 from sdaanet.cli import entry_point
-from sdaanet.config import CONF_DIR, register_resolvers
+from sdaanet.config import CONF_DIR, PLUMBING_ONLY, register_resolvers
 from sdaanet.console import setup_lines_once
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
@@ -216,6 +216,7 @@ def _print(record: dict[str, Any]) -> None:
         f"\n{p['dataset']} fold {p['fold']}, {p['shot']}-shot, {p['episodes']} episodes x "
         f"{len(p['seeds'])} seeds, label mode {p['label_mode']} ({p['scored_on']})"
         + (f", {p['trained_shot']}-shot checkpoint by {p['kshot']}" if p.get("kshot") else "")
+        + (f"; {PLUMBING_ONLY} (plumbing_only=true)" if record.get("plumbing_only") else "")
     )
     for r in record["seeds"]:
         print(f"  seed {r['seed']:>6}  class-mIoU {r['class_miou']:.4f}  FB-IoU {r['fbiou']:.4f}")
@@ -395,6 +396,7 @@ def evaluate(
         },
         "configuration": configuration_of or configuration(info.get("configuration"), overrides),
         "paper": OmegaConf.to_container(paper, resolve=True) if paper else None,
+        "plumbing_only": bool(info.get("plumbing_only") or cfg.get("plumbing_only")),
         "validation": {"class_miou": validation} if validation is not None else None,
         "classes": [datamodule.class_names.get(c, str(c)) for c in test_classes],
         "class_ids": test_classes,

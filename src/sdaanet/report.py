@@ -1,15 +1,18 @@
 """The paper-style table of a sweep: `sdaanet-report PATH [PATH ...] [--out DIR]`.
 
 Reads every evaluation record (the JSON that `sdaanet-eval` and a training run with `test=true`
-write: an object with "protocol", "summary" and "seeds") under the given paths, drops exact
+write: an object with "protocol", "summary" and "seeds") in the run folders under the given
+paths (`metrics.json`, `eval/*.json`; up to `LAYOUT_DEPTH` folders down), drops exact
 duplicates (a run's `metrics.json` and its copy in `<run>/eval/`), and makes one row per
 configuration (labelled by the Hydra overrides that differ between the records) and one column
 per fold: class-mIoU mean ± sample std over the seeds, in percent. A row's mean is the mean over
-the folds; a row with a missing fold or a mixed protocol gets none. Where the records carry the
-paper's numbers, the paper's value and the difference are shown. A multirun job that failed
-(its `failed.json`, `sdaanet.sweep`) shows as a `failed` cell with its one-line reason. Writes
-`report.md`,
-`report.csv`, `report.json` and, for a two-key sweep, `heatmap.png`; see docs/report.md.
+the folds; a row with a missing or failed fold gets instead a mean over the folds it has, labelled
+`(folds 0, 1 of 4)`, and a row of mixed protocols none. Where the records carry the paper's
+numbers, the paper's value and the difference are shown, except for a plumbing-only run
+(`plumbing_only`, debug=tiny), whose every printout says "plumbing-only run: not a result". A
+multirun job that failed (its `failed.json`, `sdaanet.sweep`) shows as a `failed` cell with its
+one-line reason. Writes `report.md`, `report.csv`, `report.json` and, for a two-key sweep,
+`heatmap.png`; see docs/report.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sdaanet.cli import entry_point
+from sdaanet.config import PLUMBING_ONLY
 from sdaanet.errors import SdaanetError, one_line
 from sdaanet.io import atomic_open, atomic_write
 from sdaanet.sweep import FAILURE_FILE
@@ -44,7 +48,11 @@ SIGNATURE = (
 )  # fmt: skip
 EXPECTED = "evaluation records (JSON with protocol/summary/seeds)"
 HINT = "train with test=true or run sdaanet-eval"
+LAYOUT_DEPTH = 2  # <run>/metrics.json, <sweep>/<job>/..., <table>/<experiment>/fold<k>/...
+WHERE = f"in metrics.json or eval/*.json of this directory or of its folders {LAYOUT_DEPTH} deep"
+PASS = "pass a run, sweep or table directory"
 FILES = ("report.md", "report.csv", "report.json")
+METRICS = ("class_miou", "fbiou")
 HEATMAP = "heatmap.png"
 
 
@@ -66,6 +74,20 @@ class Stat:
 
     def __str__(self) -> str:
         return f"{self.mean:.2f}" + ("" if self.std is None else f" ± {self.std:.2f}")
+
+
+@dataclass
+class PartialMean:
+    """The means over the folds a row has, where it lacks some: labelled, never the full mean."""
+
+    folds: list[int]
+    of: int  # how many folds the table has
+    class_miou: Stat
+    fbiou: Stat
+
+    @property
+    def label(self) -> str:
+        return f"({_folds_text(self.folds)} of {self.of})"
 
 
 @dataclass
@@ -108,7 +130,8 @@ class Failure:
 @dataclass
 class Row:
     """One configuration over the folds. `mean`/`fbiou` are over the folds, None when a fold is
-    missing or failed or the folds' protocols differ."""
+    missing or failed or the folds' protocols differ; `partial`: the means over the folds it has
+    when a fold is missing or failed. A plumbing-only row has no `delta`."""
 
     label: str
     overrides: dict[str, str]
@@ -123,6 +146,8 @@ class Row:
     delta: float | None
     paper_mismatch: str | None  # e.g. "synthetic ≠ pascal": the paper measured something else
     notes: list[str]
+    partial: PartialMean | None
+    plumbing_only: bool  # a record of the row is plumbing-only (`plumbing_only`, debug=tiny)
 
 
 @dataclass
@@ -182,11 +207,39 @@ def _read(file: Path) -> dict[str, Any] | None:
     return obj
 
 
+def _run_folders(path: Path) -> list[Path]:
+    """`path` and the folders up to `LAYOUT_DEPTH` below it, where a run, a sweep's jobs and a
+    table's cells keep their records; hidden folders and links are not entered, nor anything
+    deeper (a directory such as /tmp is never searched through)."""
+    found, level = [], [path]
+    for _ in range(LAYOUT_DEPTH + 1):
+        found += level
+        level = [sub for folder in level for sub in _subfolders(folder)]
+    return found
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(
+            sub
+            for sub in folder.iterdir()
+            if sub.is_dir() and not sub.is_symlink() and not sub.name.startswith(".")
+        )
+    except OSError:  # unreadable
+        return []
+
+
 def _files(path: Path) -> list[Path]:
-    """`path`, or the JSON files under it, shallowest first (`metrics.json` before `eval/`)."""
+    """`path`, or the record files of the run folders under it (`metrics.json`, `eval/*.json`
+    beside a checkpoint, a failed job's `failed.json`), shallowest first (`metrics.json` before
+    `eval/`)."""
     if path.is_file():
         return [path]
-    return sorted(path.rglob("*.json"), key=lambda f: (len(f.relative_to(path).parts), str(f)))
+    files = set()
+    for folder in _run_folders(path):
+        files.update(f for f in (folder / "metrics.json", folder / FAILURE_FILE) if f.is_file())
+        files.update((folder / "eval").glob("*.json"))
+    return sorted(files, key=lambda f: (len(f.relative_to(path).parts), str(f)))
 
 
 def _identity(record: dict[str, Any]) -> str:
@@ -224,8 +277,8 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                     _keep(records, record, file)
             found = found or is_record[key] or file.name == FAILURE_FILE
         if not found:
-            where = "under this directory" if path.is_dir() else "in this file"
-            raise NoRecordsError(f"{path}: no {EXPECTED} {where}; {HINT}")
+            where = f"in this file; {HINT}" if path.is_file() else f"{WHERE}; {HINT}, or {PASS}"
+            raise NoRecordsError(f"{path}: no {EXPECTED} {where}")
     return list(records.values())
 
 
@@ -234,8 +287,8 @@ def load_failures(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     "source"; an unreadable one is skipped with a warning."""
     failures = []
     for path in map(Path, paths):
-        files = [path] if path.name == FAILURE_FILE else sorted(path.rglob(FAILURE_FILE))
-        for file in (f for f in files if f.is_file()):
+        files = [path] if path.is_file() else [f / FAILURE_FILE for f in _run_folders(path)]
+        for file in (f for f in files if f.name == FAILURE_FILE and f.is_file()):
             try:
                 obj = json.loads(file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
@@ -428,13 +481,15 @@ def _group(
 
 
 def _cell(record: dict[str, Any], found: int, protocol: Protocol, paper: dict | None) -> Cell:
+    """One fold's cell; no paper value beside a plumbing-only record."""
     per_seed = [
         {"seed": s["seed"], "class_miou": 100 * s["class_miou"], "fbiou": 100 * s["fbiou"]}
         for s in record["seeds"]
     ]
     miou = _stat([s["class_miou"] for s in per_seed])
     fold = _fold(record)
-    ref = ((paper or {}).get("class_miou") or {}).get(f"fold{fold}")
+    compared = paper if not record.get("plumbing_only") else None
+    ref = ((compared or {}).get("class_miou") or {}).get(f"fold{fold}")
     return Cell(
         fold=fold,
         class_miou=miou,
@@ -458,7 +513,9 @@ def _row(group: _Group, folds: list[int], registry: dict[tuple[Any, ...], Protoc
     missing = [f for f in folds if f not in cells and f not in group.failed]
     mixed = _mixed({f: _signature(r) for f, r in group.used.items()})
     novel = [f for f, c in cells.items() if c.checkpoint_selected_on == "novel"]
-    notes = [mixed] if mixed else []
+    plumbing = any(r.get("plumbing_only") for r in group.used.values())
+    notes = [PLUMBING_ONLY] if plumbing else []
+    notes += [mixed] if mixed else []
     if novel:
         notes.append(f"checkpoint selected on novel classes ({_folds_text(novel)})")
     notes += [
@@ -467,6 +524,12 @@ def _row(group: _Group, folds: list[int], registry: dict[tuple[Any, ...], Protoc
     whole = not missing and not group.failed and mixed is None
     complete = [cells[f] for f in folds] if whole else None
     mean = _over_folds(complete, "class_miou") if complete is not None else None
+    have = [cells[f] for f in folds if f in cells]
+    partial = (
+        PartialMean([c.fold for c in have], len(folds), *(_over_folds(have, m) for m in METRICS))
+        if have and not whole and mixed is None
+        else None
+    )
     paper_mean = ((group.paper or {}).get("class_miou") or {}).get("mean")
     return Row(
         label=group.label,
@@ -479,13 +542,15 @@ def _row(group: _Group, folds: list[int], registry: dict[tuple[Any, ...], Protoc
         protocols=sorted({c.protocol for c in cells.values()}, key=lambda p: int(p[1:])),
         paper=group.paper,
         paper_mean=paper_mean,
-        delta=None if mean is None or paper_mean is None else mean.mean - paper_mean,
+        delta=None if mean is None or paper_mean is None or plumbing else mean.mean - paper_mean,
         paper_mismatch=(
             _mismatch(group.paper, next(iter(group.used.values()))["protocol"])
             if group.paper
             else None
         ),
         notes=notes,
+        partial=partial,
+        plumbing_only=plumbing,
     )
 
 
@@ -530,12 +595,23 @@ def _md_line(cells: Sequence[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def _mean_text(row: Row) -> str:
+def _gaps(row: Row) -> list[str]:
+    """`failed fold 1`, `missing folds 2, 3`: the folds without an evaluation."""
     gaps = [f"failed {_folds_text(sorted(row.failed))}"] if row.failed else []
-    gaps += [f"missing {_folds_text(row.missing)}"] if row.missing else []
-    if gaps:
-        return "; ".join(gaps)
-    return "mixed protocol" if row.mean is None else str(row.mean)
+    return gaps + ([f"missing {_folds_text(row.missing)}"] if row.missing else [])
+
+
+def _mean_text(row: Row, metric: str = "class_miou") -> str:
+    """The row's mean over the folds, its labelled partial mean (`36.00 ± 1.00 (folds 0, 1 of
+    4)`), the gaps of a row without either, `mixed protocol`, or "" (FB-IoU of such a row)."""
+    full = row.mean if metric == "class_miou" else row.fbiou
+    if full is not None:
+        return str(full)
+    if row.partial is not None:
+        return f"{getattr(row.partial, metric)} {row.partial.label}"
+    if metric != "class_miou":
+        return ""
+    return "; ".join(_gaps(row)) or "mixed protocol"
 
 
 def _fold_text(row: Row, fold: int, metric: str) -> str:
@@ -559,6 +635,8 @@ def _failures_md(table: Table) -> list[str]:
 
 
 def _delta_text(row: Row) -> str:
+    if row.plumbing_only:
+        return "none: plumbing-only"
     delta = "" if row.delta is None else f"{row.delta:+.2f}"
     return f"{delta} ({row.paper_mismatch})".strip() if row.paper_mismatch else delta
 
@@ -572,19 +650,34 @@ def to_markdown(table: Table) -> str:
     head = ["configuration", *folds, "mean", "FB-IoU", *(["paper", "Δ"] if with_paper else [])]
     head += [*(["protocol"] if several else []), "notes"]
     lines = [_md_line(head), _md_line(["---"] * len(head))]
+    plumbing = [r for r in table.rows if r.plumbing_only]
+    if plumbing:
+        which = "every row" if len(plumbing) == len(table.rows) else "rows noted so"
+        lines[:0] = [
+            f"**{PLUMBING_ONLY[0].upper()}{PLUMBING_ONLY[1:]}** ({which}: plumbing_only=true, "
+            "e.g. debug=tiny): these numbers show that the pipeline runs, not what the method "
+            "does, and are not compared with the paper.",
+            "",
+        ]
     for row in table.rows:
         cells = [row.label, *(_fold_text(row, f, "class_miou") for f in table.folds)]
-        cells += [_mean_text(row), "" if row.fbiou is None else str(row.fbiou)]
+        cells += [_mean_text(row), _mean_text(row, "fbiou")]
         if with_paper:
             cells += ["" if row.paper_mean is None else f"{row.paper_mean:.1f}", _delta_text(row)]
         cells += [", ".join(row.protocols)] if several else []
-        lines.append(_md_line([*cells, "; ".join(row.notes)]))
+        notes = row.notes + (_gaps(row) if row.partial else [])
+        lines.append(_md_line([*cells, "; ".join(notes)]))
     lines += [
         "",
         "Fold cells: class-mIoU (%), mean ± sample std over the seeds of one evaluation. mean: "
         "over the folds (± over the seeds of the per-seed fold mean, where every fold has the "
         "same seeds); FB-IoU: mean over the folds (%).",
     ]
+    if partial := next((r.partial for r in table.rows if r.partial), None):
+        lines.append(
+            f"{partial.label} after a mean: the row lacks folds; the mean over the folds it has, "
+            f"not over all {partial.of}{' (no Δ)' if with_paper else ''}."
+        )
     if any(c.records > 1 for r in table.rows for c in r.cells.values()):
         lines.append("\\* several evaluations of this cell were found: the latest is shown.")
     if with_paper:
@@ -619,13 +712,15 @@ def _number(value: float | None) -> float | str:
 
 
 def _csv_rows(table: Table) -> list[list[Any]]:
-    """A header and one line per row: per fold mean/std/FB-IoU, the row's means, the paper's."""
+    """A header and one line per row: per fold mean/std/FB-IoU, the row's means, the paper's, the
+    partial means (`partial_folds`: `0 1 of 4`) and whether the row is plumbing-only."""
     head = ["label"]
     for f in table.folds:
         head += [f"fold{f}_{m}{x}" for m in ("class_miou", "fbiou") for x in ("", "_std")]
     head += ["mean", "std", "fbiou", "fbiou_std", "paper", "delta"]
     head += [k for f in table.folds for k in (f"paper_fold{f}", f"delta_fold{f}")]
-    out: list[list[Any]] = [[*head, "protocol", "notes"]]
+    head += ["partial_mean", "partial_std", "partial_fbiou", "partial_fbiou_std", "partial_folds"]
+    out: list[list[Any]] = [[*head, "protocol", "notes", "plumbing_only"]]
     for row in table.rows:
         line: list[Any] = [row.label]
         for f in table.folds:
@@ -638,27 +733,53 @@ def _csv_rows(table: Table) -> list[list[Any]]:
         for f in table.folds:
             c = row.cells.get(f)
             line += ["", ""] if c is None else [_number(c.paper), _number(c.delta)]
+        part = row.partial
+        for stat in (None, None) if part is None else (part.class_miou, part.fbiou):
+            line += ["", ""] if stat is None else [_number(stat.mean), _number(stat.std)]
+        line.append("" if part is None else f"{' '.join(map(str, part.folds))} of {part.of}")
         notes = [f"failed fold {f.fold}: {f.reason}" for f in row.failed.values()]
         notes += [f"missing {_folds_text(row.missing)}"] if row.missing else []
         if row.paper_mismatch:
             notes.append(f"paper measured on {row.paper_mismatch}")
-        out.append([*line, " ".join(row.protocols), "; ".join(notes + row.notes)])
+        plumbing = str(row.plumbing_only).lower()
+        out.append([*line, " ".join(row.protocols), "; ".join(notes + row.notes), plumbing])
     return out
 
 
+def _heatmap_means(table: Table) -> tuple[list[float], str] | None:
+    """The rows' class-mIoU means and what they are over (`mean over folds`, `mean over folds 0,
+    1 of 4`), for a two-key sweep whose rows all have a mean over the same folds; else None."""
+    means, over = [], set()
+    for row in table.rows:
+        if row.mean is not None:
+            means.append(row.mean.mean)
+            over.add("folds")
+        elif row.partial is not None:
+            means.append(row.partial.class_miou.mean)
+            over.add(row.partial.label[1:-1])
+        else:
+            return None
+    return (means, f"mean over {over.pop()}") if len(table.keys) == 2 and len(over) == 1 else None
+
+
 def write_heatmap(table: Table, path: Path) -> Path:
-    """`path` (PNG): the mean over folds of class-mIoU (%) of a two-key sweep, rows = values of
-    the first key, columns = the second's, numeric-sorted."""
+    """`path` (PNG): the mean over folds of class-mIoU (%) of a two-key sweep (each row's partial
+    mean, titled with its folds, where the rows lack the same folds), rows = values of the first
+    key, columns = the second's, numeric-sorted; titled as a plumbing-only run where one is."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    means = _heatmap_means(table)
+    if means is None:
+        raise ValueError(
+            "a heatmap needs a two-key sweep whose rows have means over the same folds"
+        )
     first, second = table.keys
     ys = sorted({r.overrides.get(first) for r in table.rows}, key=_order)
     xs = sorted({r.overrides.get(second) for r in table.rows}, key=_order)
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for row in (r for r in table.rows if r.mean is not None):  # rows without one stay blank
-        y, x = ys.index(row.overrides.get(first)), xs.index(row.overrides.get(second))
-        grid[y, x] = row.mean.mean
+    grid = np.full((len(ys), len(xs)), np.nan)  # combinations without a row stay blank
+    for row, mean in zip(table.rows, means[0], strict=True):
+        grid[ys.index(row.overrides.get(first)), xs.index(row.overrides.get(second))] = mean
     fig = Figure(figsize=(2.5 + 1.1 * len(xs), 1.8 + 0.7 * len(ys)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -668,7 +789,9 @@ def write_heatmap(table: Table, path: Path) -> Path:
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])
     ax.set_xlabel(second)
     ax.set_ylabel(first)
-    ax.set_title("class-mIoU (%), mean over folds")
+    ax.set_title(f"class-mIoU (%), {means[1]}")
+    if any(r.plumbing_only for r in table.rows):
+        fig.suptitle(PLUMBING_ONLY, color="red", fontweight="bold")
     middle = np.nanmean(grid)
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
@@ -688,8 +811,8 @@ def report(
     paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None
 ) -> tuple[Table, list[Path]]:
     """Read the records under `paths`, write `report.md`, `report.csv`, `report.json` (and
-    `heatmap.png` for a two-key sweep whose rows all have a mean) into `out_dir` (default: see
-    `_default_out`); returns the table and the files written."""
+    `heatmap.png` for a two-key sweep whose rows have means over the same folds) into `out_dir`
+    (default: see `_default_out`); returns the table and the files written."""
     paths = [Path(p) for p in paths]
     table = build_table(load_records(paths), load_failures(paths))
     out = Path(out_dir) if out_dir is not None else _default_out(paths)
@@ -700,7 +823,7 @@ def report(
             csv.writer(f).writerows(_csv_rows(table))
         atomic_write(json_path, json.dumps(asdict(table), indent=2, ensure_ascii=False) + "\n")
         written = [md, csv_path, json_path]
-        if len(table.keys) == 2 and all(r.mean is not None for r in table.rows):
+        if _heatmap_means(table) is not None:
             written.append(write_heatmap(table, out / HEATMAP))
     except OSError as exc:
         raise ReportError(f"cannot write the report into {out}: {one_line(exc)}") from None
@@ -717,12 +840,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH",
-        help="a sweep / run directory (searched recursively) or an evaluation record (.json)",
+        help="a run, sweep or table directory (its metrics.json, eval/*.json and failed.json, "
+        f"and those of its folders up to {LAYOUT_DEPTH} deep; a directory holding none is "
+        "refused and nothing is written) or an evaluation record (.json)",
     )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="where to write report.md/.csv/.json (default: the directory given, or the paths' "
-        "common parent)",
+        help="where to write report.md/.csv/.json (default: the one directory given, which "
+        "holds records; a record file's directory; or the paths' common parent)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     print_report(args.paths, args.out)
