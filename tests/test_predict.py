@@ -296,6 +296,24 @@ def test_default_size_is_the_checkpoints_evaluation_size(ckpt, tmp_path):
     assert load_predictor(tmp_path / "old.ckpt").size == 473
 
 
+def test_a_synthetic_data_checkpoint_warns_in_one_stderr_line(ckpt, files, tmp_path, capsys):
+    assert main(_args(ckpt, files, tmp_path / "a")) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"warning: {ckpt} was trained on the synthetic shapes at {SIZE} px (--size defaults to "
+        "it): a plumbing check, not a model of real photos (docs/predict.md)\n"
+    )
+    real = copy.deepcopy(read_checkpoint(ckpt))  # the same weights, recorded as PASCAL-trained
+    real["hyper_parameters"]["description"]["data"]["_target_"] = (
+        "sdaanet.data.modules.PascalDataModule"
+    )
+    torch.save(real, tmp_path / "real.ckpt")
+    assert main(_args(tmp_path / "real.ckpt", files, tmp_path / "b")) == 0
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(_read(tmp_path / "a" / "q_mask.png")[1],
+                                  _read(tmp_path / "b" / "q_mask.png")[1])  # fmt: skip
+
+
 def test_demo_example_runs_predict_on_the_datasets_own_images(ckpt, tmp_path):
     from sdaanet.demo import predict_example
     from sdaanet.train import build_datamodule

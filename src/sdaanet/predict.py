@@ -227,7 +227,7 @@ def _class_major(net: nn.Module, ways: int) -> Network:
 class Predictor:
     """A loaded checkpoint: `ways` classes (1: binary) of `shot` supports each per query, default
     input `size`; `multiscale` sides run Table V's multi-scale inference
-    (`sdaanet.models.inference`)."""
+    (`sdaanet.models.inference`); `synthetic`: trained on the built-in synthetic shapes."""
 
     net: nn.Module = field(repr=False)
     shot: int
@@ -236,6 +236,7 @@ class Predictor:
     ckpt: Path
     multiscale: tuple[int, ...] = ()
     ways: int = 1
+    synthetic: bool = False
 
     def _check_supports(self, supports: Sequence[SupportPair]) -> None:
         if (
@@ -311,7 +312,9 @@ def load_predictor(
     size = int(info["input_size"] or DEFAULT_SIZE)
     sides = tuple(int(s) for s in multiscale or ())
     ways = int(info["network"].get("ways") or 1)
-    return Predictor(net.to(dev), int(info["shot"]), size, dev, path, sides, ways)
+    data = str((info["data"] or {}).get("_target_", ""))  # the name only: nothing imported
+    synthetic = data.rsplit(".", 1)[-1] == "SyntheticDataModule"
+    return Predictor(net.to(dev), int(info["shot"]), size, dev, path, sides, ways, synthetic)
 
 
 def predict(
@@ -463,6 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     supports = [(img, m) for img, m in args.support]
     predictor = load_predictor(args.ckpt, args.device, args.multiscale)
+    if predictor.synthetic:
+        print(
+            f"warning: {args.ckpt} was trained on the synthetic shapes at {predictor.size} px "
+            "(--size defaults to it): a plumbing check, not a model of real photos "
+            "(docs/predict.md)",
+            file=sys.stderr,
+        )
     names = class_names(predictor.ways, args.names)
     result = predictor.predict(supports, args.query, args.size)
     if predictor.ways == 1:
