@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from sdaanet.data.sources import FolderSource, PascalSource
 from sdaanet.errors import (
     CheckpointError,
     CheckpointMismatchError,
+    ConfigError,
     DataConfigError,
     DataError,
     DataNotFoundError,
@@ -37,6 +39,7 @@ from sdaanet.errors import (
 from sdaanet.eval import run as run_eval
 from sdaanet.predict import Predictor, load_predictor, predict
 from sdaanet.train import build_datamodule, build_module
+from sdaanet.validate import check_config
 from test_data_folder import S, module, write_folder
 from test_data_pascal import write_tree
 
@@ -90,8 +93,8 @@ class Raises:
 
 @dataclass(frozen=True)
 class Refused:
-    """The command exits with status 2, printing exactly one line `error: <match>` on stderr,
-    and writes nothing (no run folder under its log dir)."""
+    """The command exits with status 2, printing exactly one line `error: <match>` on stderr and
+    nothing on stdout, and writes nothing (no run folder under its log dir)."""
 
     match: str
 
@@ -332,10 +335,12 @@ def config_call(
 
 
 def command(entry: str, *argv: str) -> Build:
-    """`sdaanet-<entry> <argv>` in this process, logging under the row's temp folder."""
+    """`sdaanet-<entry> <argv>` in this process, logging under the row's temp folder; `{ckpt}`
+    in an argument is the tiny checkpoint."""
 
     def build(c: Ctx) -> Call:
-        args = [f"paths.log_dir={c.tmp / 'logs'}", f"paths.data_dir={c.tmp / 'data'}", *argv]
+        given = [a.format(ckpt=c.ckpt) if "{ckpt}" in a else a for a in argv]
+        args = [f"paths.log_dir={c.tmp / 'logs'}", f"paths.data_dir={c.tmp / 'data'}", *given]
         main = importlib.import_module(f"sdaanet.{entry}").main
 
         def call() -> None:
@@ -357,6 +362,25 @@ def tool(entry: str, *argv: str) -> Build:
         return lambda: main(args)
 
     return build
+
+
+def deep_records(c: Ctx) -> Call:
+    """`sdaanet-report <dir>` on a directory such as /tmp: a run's record lies four folders
+    down (pytest's), not in a run, sweep or table layout. Nothing may be written into it."""
+    run = c.tmp / "pytest-of-me" / "pytest-1" / "test_x0" / "run"
+    run.mkdir(parents=True)
+    seeds = [{"seed": 321, "class_miou": 0.5, "fbiou": 0.6}]
+    record = {"protocol": {"dataset": "synthetic", "fold": 0}, "seeds": seeds, "summary": {}}
+    (run / "metrics.json").write_text(json.dumps(record))
+    main = importlib.import_module("sdaanet.report").main
+
+    def call() -> None:
+        try:
+            main([str(c.tmp)])
+        finally:
+            assert [p.name for p in c.tmp.iterdir()] == ["pytest-of-me"]
+
+    return call
 
 
 def eval_ckpt(make: Callable[[Ctx], Path], *overrides: str) -> Build:
@@ -499,6 +523,11 @@ ROWS = [
         Raises(DataConfigError, r"data config: fold must be an integer in 0\.\.3, got 9")),
     row("config-ways-over-fold-classes", config_call("data.ways=9"),
         Raises(DataConfigError, r"ways=9 but fold 0 has only 5 novel classes")),
+    row("config-loss-weight-negative", config_call("model.alpha=-1", step=check_config),
+        Raises(ConfigError, r"model\.alpha=-1 must be a number >= 0")),
+    row("config-eval-seeds-not-integers",
+        config_call("eval.seeds=[a]", step=check_config, name="eval"),
+        Raises(ConfigError, r"eval\.seeds=\[a\] must be a list of seeds")),
     # a bad setting on the command line: one `error:` line, exit 2, no run folder
     row("train-shot-zero", command("train", "shot=0"),
         Refused(r"shot=0 must be a positive integer, e\.g\. shot=1")),
@@ -522,6 +551,29 @@ ROWS = [
         Refused(r"eval\.seeds is empty; give at least one")),
     row("train-test-ckpt", command("train", "test_ckpt=worst"),
         Refused(r"test_ckpt='worst' is not one of best, last")),
+    row("train-loss-weight-not-a-number", command("train", "model.alpha=abc"),
+        Refused(r"model\.alpha=abc must be a number >= 0$")),
+    row("train-loss-weight-negative", command("train", "model.beta=-0.5"),
+        Refused(r"model\.beta=-0\.5 must be a number >= 0$")),
+    row("train-max-epochs-without-end", command("train", "trainer.max_epochs=-1"),
+        Refused(r"trainer\.max_epochs=-1 trains without end, .*\+trainer\.max_steps=N")),
+    row("train-max-steps-not-a-number", command("train", "+trainer.max_steps=abc"),
+        Refused(r"trainer\.max_steps=abc must be a positive integer or -1")),
+    row("train-lr-zero", command("train", "optimizer.lr=0"),
+        Refused(r"optimizer\.lr=0 must be a number > 0$")),
+    row("train-seed-not-an-integer", command("train", "seed=1.5"),
+        Refused(r"seed=1\.5 must be an integer in 0\.\.4294967295$")),
+    row("train-switch-not-a-boolean", command("train", "test=yes"),
+        Refused(r"test=yes must be true or false$")),
+    row("train-multirun-negative-loss-weight", command("train", "-m", "model.alpha=5,-1"),
+        Refused(r"model\.alpha=-1 must be a number >= 0 \(in the sweep's job model\.alpha=-1\)")),
+    row("eval-seeds-not-integers", command("eval", "ckpt_path={ckpt}", "eval.seeds=[a]"),
+        Refused(r"eval\.seeds=\[a\] must be a list of seeds \(integers in 0\.\.2\*\*32-1\)")),
+    row("eval-fold-out-of-range", command("eval", "ckpt_path={ckpt}", "data.fold=9"),
+        Refused(r"data config: fold must be an integer in 0\.\.3, got 9$")),
+    row("eval-more-shots-without-kshot", command("eval", "ckpt_path={ckpt}", "shot=5"),
+        Refused(r"checkpoint .*last\.ckpt was trained 1-shot but shot=5 is configured: .*"
+                r"eval\.kshot=fusion\|voting")),
     row("table-unknown", tool("table", "III"),
         Refused(r"unknown table 'III': choose one of I, II, IV, V, VI, VII \(Table III is the "
                 r"complexity report: make complexity\)")),
@@ -529,6 +581,15 @@ ROWS = [
         Refused(r".*no-such-sweep")),
     row("report-no-records", tool("report", "{tmp}"),
         Refused(r"no evaluation records")),
+    row("report-records-only-deep-below", deep_records,
+        Refused(r"no evaluation records .* folders 2 deep; .* pass a run, sweep or table")),
+    row("table-bad-override", tool("table", "I", "data=synthetic", "debug=tiny",
+                                   "trainer.max_steps=abc", "--dir", "{tmp}/logs/I"),
+        Refused(r"Could not override 'trainer\.max_steps': the config has no key 'max_steps' "
+                r"\(to append to your config use \+trainer\.max_steps=abc\)")),
+    row("table-bad-value", tool("table", "V", "data=synthetic", "debug=tiny",
+                                "+trainer.max_steps=abc", "--dir", "{tmp}/logs/V"),
+        Refused(r"trainer\.max_steps=abc must be a positive integer or -1")),
     # checkpoint ---------------------------------------------------------------------------------
     row("ckpt-missing", eval_ckpt(lambda c: c.tmp / "missing.ckpt"),
         Raises(CheckpointError, r"checkpoint not found: .*missing\.ckpt")),
@@ -591,8 +652,9 @@ def test_bad_input(
         capsys = request.getfixturevalue("capsys")
         with pytest.raises(SystemExit) as exit_info:
             call()
-        lines = capsys.readouterr().err.splitlines()
-        assert exit_info.value.code == 2 and len(lines) == 1, lines
+        out, err = capsys.readouterr()
+        lines = err.splitlines()
+        assert exit_info.value.code == 2 and len(lines) == 1 and not out, (out, lines)
         assert re.fullmatch(r"error: .*", lines[0]) and re.search(outcome.match, lines[0]), lines
         assert not (tmp_path / "logs").exists()
         return

@@ -260,15 +260,15 @@ def test_the_report_never_puts_two_presets_in_one_column_unmarked(tmp_path):
         return rec
 
     for fold in (0, 1):  # two rows, one preset each: each row names its own protocol
-        write(tmp_path / "a" / f"pfenet{fold}.json", preset_record(fold, "pfenet", "x"))
-        write(tmp_path / "a" / f"hsnet{fold}.json", preset_record(fold, "hsnet", "x"))
+        write(tmp_path / "a" / "eval" / f"pfenet{fold}.json", preset_record(fold, "pfenet", "x"))
+        write(tmp_path / "a" / "eval" / f"hsnet{fold}.json", preset_record(fold, "hsnet", "x"))
     table = build_table(load_records([tmp_path / "a"]))
     assert len(table.protocols) == 2
     assert sorted(r.protocols[0] for r in table.rows) == ["P1", "P2"]
     assert {p.settings["preset"] for p in table.protocols} == {"pfenet", "hsnet"}
     # one row whose folds were scored under two presets: marked, and no mean
-    write(tmp_path / "b" / "f0.json", preset_record(0, "pfenet", "y", in_overrides=False))
-    write(tmp_path / "b" / "f1.json", preset_record(1, "bam", "y", in_overrides=False))
+    write(tmp_path / "b" / "eval" / "f0.json", preset_record(0, "pfenet", "y", in_overrides=False))
+    write(tmp_path / "b" / "eval" / "f1.json", preset_record(1, "bam", "y", in_overrides=False))
     (row,) = build_table(load_records([tmp_path / "b"])).rows
     assert row.mean is None and any("preset bam (fold 1) vs pfenet" in n for n in row.notes)
 

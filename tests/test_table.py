@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,26 @@ def test_an_evaluation_only_row_evaluates_the_checkpoint_of_the_row_it_is_traine
     # label, fold 0-3, mean, FB-IoU, paper, Δ, notes: fold 0's mean labelled as such, no Δ
     assert all(r[5].endswith("(fold 0 of 4)") and r[8] == "none: plumbing-only" for r in rows)
     assert all("missing folds 1, 2, 3" in r[-1] for r in rows)
+
+
+def test_the_echoed_commands_can_be_copied_and_run(tmp_path, monkeypatch, capsys):
+    """Each multirun is echoed as a shell command line that runs it: the interpreter first,
+    every argument quoted as a shell needs (the sweep dir's quotes, `${...}`)."""
+    import sdaanet.report
+    from sdaanet import table
+
+    ran = []
+
+    def done(cmd, check):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(table.subprocess, "run", done)
+    monkeypatch.setattr(sdaanet.report, "print_report", lambda paths: None)
+    table.run_table("V", TINY, tmp_path / "V", [0])
+    out = capsys.readouterr().out.splitlines()
+    echoed = [shlex.split(line.removeprefix("+ ")) for line in out if line.startswith("+ ")]
+    assert echoed == ran and len(ran) == 2 and ran[0][0] == sys.executable
 
 
 def test_an_unknown_table_is_one_line(capsys):

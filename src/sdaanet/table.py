@@ -12,6 +12,7 @@ its `last.ckpt` (`resume=true`). The rows and the paper's numbers come from the 
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -62,13 +63,19 @@ def commands(
 def run_table(
     table: str, overrides: Sequence[str], root: Path | None = None, folds: Sequence[int] = ()
 ) -> Path:
-    """Train and evaluate every cell of `table`, print its report; returns the table directory."""
+    """Train and evaluate every cell of `table`, print its report; returns the table directory.
+    The overrides are checked first, as `sdaanet-train`/`-eval` check them (`precheck`: every
+    cell's configuration; the checkpoints of evaluation-only rows exist only later)."""
     from sdaanet.report import print_report
+    from sdaanet.validate import precheck
 
     root = Path(root) if root else table_dir(table, overrides)
     folds = list(folds) or [0, 1, 2, 3]
-    for cmd in commands(table, overrides, root, folds):
-        print("+ " + " ".join(cmd[1:]), flush=True)
+    cmds = commands(table, overrides, root, folds)
+    for cmd in cmds:  # [python, -m, sdaanet.<train|eval>, -m, ...]
+        precheck(cmd[2].rsplit(".", 1)[1], cmd[3:], checkpoint=False)
+    for cmd in cmds:
+        print(f"+ {shlex.join(cmd)}", flush=True)  # a command line to copy and run
         if subprocess.run(cmd, check=False).returncode != 0:
             raise TableRunError(
                 f"Table {table}: `{' '.join(cmd[1:4])} ...` failed (its log is above); fix the "

@@ -1,51 +1,242 @@
 """Every bad setting is one line, before anything is written: `check_config` on a composed
-config, and `precheck` on a command line (each job of a multirun) before Hydra creates a run
-folder."""
+config (every key of `RULES` typed and range-checked, the choices, the combinations), and
+`precheck` on a command line (each job of a multirun) before Hydra creates a run folder."""
 
 from __future__ import annotations
 
+import copy
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from sdaanet.errors import ConfigError, SdaanetError, one_line
+from sdaanet.models.backbones import BACKBONE_NAMES
 from sdaanet.models.sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, TEACHERS
-from sdaanet.runtime import PRECISIONS
+from sdaanet.runtime import COMPILE_MODES, PRECISIONS
 from sdaanet.sweep import MULTIRUN_FLAGS
 
 # what Hydra's override grammar refuses in an unquoted value (a path), or reads as a sweep
 GRAMMAR_CHARS = ("=", ",", "[", "]", "{", "}", "(", ")", "'", '"', "~", "#", "!", "&", ";", "^")
-POSITIVE = ("shot", "data.ways", "data.batch_size", "data.val_batch_size", "data.val_episodes")
 CHOICES = {
     "model.kshot_strategy": KSHOT_STRATEGIES,
     "model.teacher": TEACHERS,
     "model.query_reweight": QUERY_REWEIGHTS,
+    "backbone.name": BACKBONE_NAMES,
     "runtime.precision": PRECISIONS,
+    "runtime.compile_mode": COMPILE_MODES,
     "test_ckpt": ("best", "last"),
+    "mode": ("test", "complexity"),
     "eval.kshot": ("fusion", "voting"),
 }
 
 
-def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
-    value = OmegaConf.select(cfg, key, default=None)
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value} must be a positive integer, e.g. {key}=1")
+@dataclass(frozen=True)
+class Rule:
+    """What a key takes: `ok(value)`, the words for it, and a value to show as an example."""
+
+    ok: Callable[[Any], bool]
+    text: str
+    example: str | None = None
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return (_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def integer(low: int | None = None, high: int | None = None) -> Rule:
+    """An integer in `low..high` (either end open when None); `bool` is not one."""
+    if high is not None:
+        text = f"an integer in {low}..{high}"
+    else:
+        text = {None: "an integer", 0: "an integer >= 0", 1: "a positive integer"}.get(
+            low, f"an integer >= {low}"
+        )
+    return Rule(
+        lambda v: _int(v) and (low is None or v >= low) and (high is None or v <= high),
+        text,
+        "1" if low == 1 else None,
+    )
+
+
+def number(low: float, high: float | None = None, strict: bool = False) -> Rule:
+    """A finite number (an integer too) >= `low` (> with `strict`) and <= `high`."""
+    if high is not None:
+        text = f"a number in {'(' if strict else '['}{low}, {high}{')' if strict else ']'}"
+    else:
+        text = f"a number {'>' if strict else '>='} {low}"
+
+    def ok(v: Any) -> bool:
+        above = _number(v) and (v > low if strict else v >= low)
+        return above and (high is None or (v < high if strict else v <= high))
+
+    return Rule(ok, text)
+
+
+def either(*rules: Rule) -> Rule:
+    return Rule(
+        lambda v: any(r.ok(v) for r in rules),
+        " or ".join(r.text for r in rules),
+        next((r.example for r in rules if r.example), None),
+    )
+
+
+def exactly(value: Any) -> Rule:
+    return Rule(lambda v: _int(v) and v == value, str(value))
+
+
+def optional(rule: Rule) -> Rule:
+    return Rule(lambda v: v is None or rule.ok(v), f"{rule.text} or null", rule.example)
+
+
+def list_of(rule: Rule, items: str) -> Rule:
+    """A list whose every item is `rule` (`items`: the plural words for them)."""
+    return Rule(lambda v: isinstance(v, list) and all(map(rule.ok, v)), f"a list of {items}")
+
+
+BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+POSITIVE = integer(1)
+SEED = integer(0, 2**32 - 1)  # numpy's and Lightning's seed range
+WEIGHT = number(0)  # a loss weight
+STEPS = either(POSITIVE, exactly(-1))  # Lightning's -1: no limit of its own (see _check_length)
+BATCHES = either(integer(0), number(0, 1))  # Lightning's limit_*_batches: a count or a fraction
+# Every number and switch the commands take, typed and range-checked before anything runs (a
+# key a config does not have is skipped). What a dataset decides (the fold's range, transform
+# recipes, a folder's options) is checked by its datamodule, in `precheck` too.
+RULES: dict[str, Rule] = {
+    "shot": POSITIVE,
+    "seed": SEED,
+    "deterministic": BOOLEAN,
+    "test": BOOLEAN,
+    "resume": BOOLEAN,
+    "data.fold": integer(0),
+    "data.num_folds": POSITIVE,
+    "data.ways": POSITIVE,
+    "data.train_size": POSITIVE,
+    "data.val_size": POSITIVE,
+    "data.batch_size": POSITIVE,
+    "data.val_batch_size": POSITIVE,
+    "data.val_episodes": POSITIVE,
+    "data.train_episodes": optional(POSITIVE),
+    "data.num_workers": integer(0),
+    "data.min_area": integer(0),
+    "data.val_seed": SEED,
+    "data.holdout_seed": SEED,
+    "data.holdout_fraction": number(0, 1, strict=True),
+    "data.ppm_scales": list_of(number(0, strict=True), "numbers > 0"),
+    "data.pin_memory": BOOLEAN,
+    "data.strict_query_classes": BOOLEAN,
+    "data.drop_novel_images": BOOLEAN,
+    "data.return_raw_label": BOOLEAN,
+    "data.source.seed": SEED,
+    "data.source.split_seed": SEED,
+    "data.source.image_size": POSITIVE,
+    "data.source.num_train": POSITIVE,
+    "data.source.num_val": POSITIVE,
+    "data.source.void_width": integer(0),
+    "data.source.distractor_probs": list_of(number(0), "numbers >= 0"),
+    "data.source.cache": BOOLEAN,
+    "model.alpha": WEIGHT,
+    "model.beta": WEIGHT,
+    "model.aux_weight": WEIGHT,
+    "model.kd_alpha": WEIGHT,
+    "model.kd_temperature": number(0, strict=True),
+    "model.mask_eps": number(0, strict=True),
+    "model.dropout": number(0, 1),
+    "model.reduce_dim": POSITIVE,
+    "model.sdpm": BOOLEAN,
+    "model.saam": BOOLEAN,
+    "backbone.freeze_bn": BOOLEAN,
+    "optimizer.lr": number(0, strict=True),
+    "optimizer.momentum": number(0, 1),
+    "optimizer.weight_decay": number(0),
+    "optimizer.betas": list_of(number(0, 1), "numbers in [0, 1]"),
+    "scheduler.power": number(0),
+    "trainer.max_epochs": STEPS,
+    "trainer.max_steps": STEPS,
+    "trainer.min_epochs": optional(integer(0)),
+    "trainer.min_steps": optional(integer(0)),
+    "trainer.check_val_every_n_epoch": optional(POSITIVE),
+    "trainer.val_check_interval": optional(either(POSITIVE, number(0, 1))),
+    "trainer.log_every_n_steps": POSITIVE,
+    "trainer.num_sanity_val_steps": integer(-1),
+    "trainer.limit_train_batches": BATCHES,
+    "trainer.limit_val_batches": BATCHES,
+    "trainer.limit_test_batches": BATCHES,
+    "trainer.accumulate_grad_batches": POSITIVE,
+    "trainer.gradient_clip_val": optional(number(0)),
+    "runtime.fast": BOOLEAN,
+    "runtime.channels_last": BOOLEAN,
+    "runtime.compile": BOOLEAN,
+    "eval.seeds": list_of(SEED, "seeds (integers in 0..2**32-1)"),
+    "eval.multiscale": optional(list_of(POSITIVE, "positive integers")),
+    "eval.protocol.seeds": list_of(SEED, "seeds (integers in 0..2**32-1)"),
+    "complexity.size": POSITIVE,
+    "complexity.warmup": integer(0),
+    "complexity.repeats": POSITIVE,
+    "complexity.batch": POSITIVE,
+}
+_ABSENT = object()
+
+
+def _shown(value: Any) -> str:
+    """A value as it is written on the command line: `abc`, `[a,1]`, `null`, `true`."""
+    if isinstance(value, list):
+        return f"[{','.join(map(_shown, value))}]"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    """The resolved value of `key` as plain Python, or `_ABSENT` where the config has none."""
+    try:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if isinstance(value, DictConfig | ListConfig):
+            return OmegaConf.to_container(value, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{key}: {str(exc).splitlines()[0]}") from None
+    return value
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise `ConfigError` naming the first key whose value breaks its `RULES` or `CHOICES`
+    entry, and for a training schedule without end."""
+    for key, rule in RULES.items():
+        value = _value(cfg, key)
+        if value is not _ABSENT and not rule.ok(value):
+            example = f", e.g. {key}={rule.example}" if rule.example else ""
+            raise ConfigError(f"{key}={_shown(value)} must be {rule.text}{example}")
+    for key, choices in CHOICES.items():
+        value = _value(cfg, key)
+        if value not in (_ABSENT, None) and value not in choices:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+    _check_length(cfg)
+
+
+def _check_length(cfg: DictConfig) -> None:
+    """Lightning's `max_epochs=-1` trains until `max_steps`; with neither the poly schedule
+    (whose length is the number of steps) has no end."""
+    epochs, steps = _value(cfg, "trainer.max_epochs"), _value(cfg, "trainer.max_steps")
+    if epochs == -1 and steps in (-1, _ABSENT):
+        raise ConfigError(
+            "trainer.max_epochs=-1 trains without end, and the learning-rate schedule needs a "
+            "length: give trainer.max_epochs=N, or with -1 also +trainer.max_steps=N"
+        )
 
 
 def check_config(cfg: DictConfig, sweeper: str | None = None) -> None:
     """Raise `ConfigError` naming the first bad setting of a composed train or eval config;
     `sweeper`: the `_target_` of the sweeper that runs it (default: the running app's)."""
-    for key in POSITIVE:
-        _positive(cfg, key)
-    _positive(cfg, "data.train_episodes", allow_none=True)
-    for key, choices in CHOICES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+    check_values(cfg)
     ways, multiclass = int(cfg.data.ways), "ways" in cfg.model
     if ways > 1 and not multiclass:
         raise ConfigError(
@@ -125,20 +316,22 @@ def _unquoted(argv: Sequence[str], multirun: bool) -> None:
                 )
 
 
-def precheck(config_name: str, argv: Sequence[str]) -> Any:
+def precheck(config_name: str, argv: Sequence[str], checkpoint: bool = True) -> Any:
     """Compose the command line's config, `check_config` it, and check the training data's files
-    (train) or the checkpoint (eval). With `-m`/`--multirun`, every job of the sweep is checked
-    (`_precheck_sweep`); another flag such as `--cfg` leaves the command line to Hydra."""
+    (train) or the checkpoint and what the evaluation takes from it (eval; not without
+    `checkpoint`, for one that does not exist yet). With `-m`/`--multirun`, every job of the
+    sweep is checked (`_precheck_sweep`); another flag such as `--cfg` leaves the command line
+    to Hydra."""
     flags = [arg for arg in argv if arg.startswith("-")]
     overrides = [arg for arg in argv if not arg.startswith("-")]
     if any(flag not in MULTIRUN_FLAGS for flag in flags):
         return None
     _unquoted(overrides, multirun=bool(flags))
     if flags:
-        _precheck_sweep(config_name, overrides)
+        _precheck_sweep(config_name, overrides, checkpoint)
         return None
     cfg = _compose(overrides, config_name)
-    _check_job(cfg, config_name, set())
+    _check_job(cfg, config_name, overrides, {}, checkpoint=checkpoint)
     return cfg
 
 
@@ -156,26 +349,47 @@ def _compose(overrides: Sequence[str], config_name: str, with_hydra: bool = Fals
 
 
 def _check_job(
-    cfg: DictConfig, config_name: str, seen: set[str], sweeper: str | None = None
+    cfg: DictConfig,
+    config_name: str,
+    overrides: Sequence[str],
+    seen: dict[str, Any],
+    sweeper: str | None = None,
+    checkpoint: bool = True,
 ) -> None:
-    """`check_config`, then the training data's files (train) or the checkpoint (eval); `seen`
-    holds what was checked already (one sweep checks each dataset and checkpoint once)."""
+    """`check_config`, then the training data's files (train), or the checkpoint and the test
+    data it leads to (eval: `_check_evaluation`); `seen` holds what was checked already (one
+    sweep reads each checkpoint and checks each dataset once)."""
+    from sdaanet.train import build_datamodule
+
     check_config(cfg, sweeper)
-    if config_name == "train":  # the dataset's files, before Hydra makes a run folder
-        from sdaanet.train import build_datamodule
+    if config_name == "eval":
+        if cfg.get("mode") != "test" or not checkpoint:
+            return
+        cfg = _check_evaluation(cfg, overrides, seen)
+    key = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "shot", "seed"]))
+    if key not in seen:  # the dataset's files, before Hydra makes a run folder
+        build_datamodule(cfg, stage="test" if config_name == "eval" else None)
+        seen[key] = True
 
-        key = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "shot", "seed"]))
-        if key not in seen:
-            build_datamodule(cfg)
-            seen.add(key)
-    elif cfg.get("mode") == "test":  # the checkpoint: missing, unreadable or unsafe
-        from sdaanet.checkpoint import read_checkpoint, resolve_checkpoint
 
-        if not cfg.get("ckpt_path"):
-            raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
-        if (path := str(cfg.ckpt_path)) not in seen:
-            read_checkpoint(resolve_checkpoint(path))
-            seen.add(path)
+def _check_evaluation(cfg: DictConfig, overrides: Sequence[str], seen: dict[str, Any]) -> Any:
+    """The checkpoint (missing, unreadable, unsafe, not an sdaanet one; read once) and what the
+    evaluation takes from it (`sdaanet.eval.from_checkpoint`: the shot, the network, the data),
+    silently; returns the evaluation's config with the test protocol applied."""
+    from sdaanet.checkpoint import description, read_checkpoint, resolve_checkpoint
+    from sdaanet.eval import from_checkpoint
+    from sdaanet.protocols import apply_protocol
+
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
+    if (given := str(cfg.ckpt_path)) not in seen:
+        path = resolve_checkpoint(given)
+        seen[given] = (path, description(read_checkpoint(path), path))
+    path, info = seen[given]
+    cfg = copy.deepcopy(cfg)
+    from_checkpoint(cfg, info, str(path), overrides)  # its line is the run's to print
+    apply_protocol(cfg)
+    return cfg
 
 
 def _sweep_values(override: Any, basic: bool) -> list[str] | None:
@@ -197,7 +411,7 @@ def _sweep_values(override: Any, basic: bool) -> list[str] | None:
     return values
 
 
-def _precheck_sweep(config_name: str, overrides: Sequence[str]) -> None:
+def _precheck_sweep(config_name: str, overrides: Sequence[str], checkpoint: bool = True) -> None:
     """Check every job of a multirun before Hydra makes its folder: the sweeper's own search
     space (`hydra.sweeper.params`) and the command line's sweeps, expanded into their cartesian
     product; the first bad job is refused, naming its swept values."""
@@ -225,12 +439,13 @@ def _precheck_sweep(config_name: str, overrides: Sequence[str]) -> None:
     if None in axes.values():
         return  # a glob sweep: each job is checked when it starts
     swept = [key for key, values in axes.items() if len(values) > 1]
-    seen: set[str] = set()
+    seen: dict[str, Any] = {}
     for combination in itertools.product(*(axes[key] for key in axes)):
         job = dict(zip(axes, combination, strict=True))
         try:
-            cfg = _compose([f"{k}={v}" for k, v in job.items()], config_name)
-            _check_job(cfg, config_name, seen, sweeper)
+            job_overrides = [f"{k}={v}" for k, v in job.items()]
+            cfg = _compose(job_overrides, config_name)
+            _check_job(cfg, config_name, job_overrides, seen, sweeper, checkpoint)
         except SdaanetError as exc:
             if not swept:
                 raise
