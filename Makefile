@@ -64,11 +64,11 @@ eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-AANet (ARGS="complexity.size=321")
 	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
 
-sweep: $(STAMP)  ## Hydra multirun over folds 0-3 and an alpha/beta grid, ending with its report and heatmap (exit status: failed jobs)
+sweep: $(STAMP)  ## Hydra multirun over folds 0-3 (FOLDS=0,1: means over those, labelled) and an alpha/beta grid, ending with its report and heatmap (exit status: failed jobs)
 	status=0; $(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=$(FOLDS) model.alpha=$(ALPHAS) model.beta=$(BETAS) "hydra.sweep.dir='$(SWEEP_DIR)'" $(ARGS) || status=$$?; \
 	  test ! -d "$(SWEEP_DIR)" || $(BIN)/sdaanet-report "$(SWEEP_DIR)"; exit $$status
 
-table: $(STAMP)  ## one paper table end to end: make table TABLE=IV [ARGS="data=synthetic debug=tiny"]
+table: $(STAMP)  ## one paper table end to end: make table TABLE=IV [ARGS="data=synthetic debug=tiny": plumbing only, labelled not a result]
 	@test -n "$(TABLE)" || { echo "error: TABLE is not set; run: make table TABLE=IV (one of I, II, IV, V, VI, VII)" >&2; exit 2; }
 	$(BIN)/sdaanet-table $(TABLE) $(ARGS)
 
