@@ -565,6 +565,8 @@ ROWS = [
         Refused(r"seed=1\.5 must be an integer in 0\.\.4294967295$")),
     row("train-switch-not-a-boolean", command("train", "test=yes"),
         Refused(r"test=yes must be true or false$")),
+    row("train-plumbing-only-not-a-boolean", command("train", "plumbing_only=yes"),
+        Refused(r"plumbing_only=yes must be true or false$")),
     row("train-multirun-negative-loss-weight", command("train", "-m", "model.alpha=5,-1"),
         Refused(r"model\.alpha=-1 must be a number >= 0 \(in the sweep's job model\.alpha=-1\)")),
     row("eval-seeds-not-integers", command("eval", "ckpt_path={ckpt}", "eval.seeds=[a]"),

@@ -117,6 +117,7 @@ RULES: dict[str, Rule] = {
     "deterministic": BOOLEAN,
     "test": BOOLEAN,
     "resume": BOOLEAN,
+    "plumbing_only": BOOLEAN,
     "data.fold": integer(0),
     "data.num_folds": POSITIVE,
     "data.ways": POSITIVE,
