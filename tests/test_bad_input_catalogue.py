@@ -364,23 +364,27 @@ def tool(entry: str, *argv: str) -> Build:
     return build
 
 
-def deep_records(c: Ctx) -> Call:
-    """`sdaanet-report <dir>` on a directory such as /tmp: a run's record lies four folders
-    down (pytest's), not in a run, sweep or table layout. Nothing may be written into it."""
-    run = c.tmp / "pytest-of-me" / "pytest-1" / "test_x0" / "run"
-    run.mkdir(parents=True)
-    seeds = [{"seed": 321, "class_miou": 0.5, "fbiou": 0.6}]
-    record = {"protocol": {"dataset": "synthetic", "fold": 0}, "seeds": seeds, "summary": {}}
-    (run / "metrics.json").write_text(json.dumps(record))
-    main = importlib.import_module("sdaanet.report").main
+def report_on_tmp(*run: str) -> Build:
+    """`sdaanet-report <dir>` on a directory such as /tmp that holds a run (`.hydra/` and a
+    record) at `run` below it; nothing may be written into the directory."""
 
-    def call() -> None:
-        try:
-            main([str(c.tmp)])
-        finally:
-            assert [p.name for p in c.tmp.iterdir()] == ["pytest-of-me"]
+    def build(c: Ctx) -> Call:
+        folder = c.tmp.joinpath(*run)
+        (folder / ".hydra").mkdir(parents=True)
+        seeds = [{"seed": 321, "class_miou": 0.5, "fbiou": 0.6}]
+        record = {"protocol": {"dataset": "synthetic", "fold": 0}, "seeds": seeds, "summary": {}}
+        (folder / "metrics.json").write_text(json.dumps(record))
+        main = importlib.import_module("sdaanet.report").main
 
-    return call
+        def call() -> None:
+            try:
+                main([str(c.tmp)])
+            finally:
+                assert [p.name for p in c.tmp.iterdir()] == [run[0]]
+
+        return call
+
+    return build
 
 
 def eval_ckpt(make: Callable[[Ctx], Path], *overrides: str) -> Build:
@@ -583,8 +587,11 @@ ROWS = [
         Refused(r".*no-such-sweep")),
     row("report-no-records", tool("report", "{tmp}"),
         Refused(r"no evaluation records")),
-    row("report-records-only-deep-below", deep_records,
+    row("report-records-only-deep-below", report_on_tmp("pytest-of-me", "pytest-1", "x", "run"),
         Refused(r"no evaluation records .* folders 2 deep; .* pass a run, sweep or table")),
+    row("report-directory-sdaanet-did-not-make", report_on_tmp("p8", "run1"),
+        Refused(r"not a run, sweep or table directory \(it holds no \.hydra/, multirun\.yaml "
+                r"or earlier report\), .*: pass --out DIR")),
     row("table-bad-override", tool("table", "I", "data=synthetic", "debug=tiny",
                                    "trainer.max_steps=abc", "--dir", "{tmp}/logs/I"),
         Refused(r"Could not override 'trainer\.max_steps': the config has no key 'max_steps' "

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tests.helpers.cli import exit_code
 
-from sdaanet.report import load_records, main, report
+from sdaanet.report import ReportError, load_records, main, report
 
 SEEDS = (321, 322, 323)
 PAPER = {
@@ -85,10 +85,12 @@ def write(path, rec):
 
 
 def run(sweep, index, rec, copy=True):
-    """A multirun job folder: `metrics.json` and, like a training run, its copy under eval/."""
+    """A multirun job folder: `metrics.json` and, like a training run, its copy under eval/; the
+    sweep directory holds Hydra's `multirun.yaml`, as a sweep's does."""
     swept = [o for o in rec["configuration"]["overrides"] if o.startswith(("model.", "data.f"))]
     folder = sweep / f"{index}_{','.join(swept)}"  # e.g. 0_model.alpha=10,data.fold=0
     write(folder / "metrics.json", rec)
+    (sweep / "multirun.yaml").touch()
     if copy:
         write(folder / "eval" / f"best-fold{rec['protocol']['fold']}.json", rec)
 
@@ -482,7 +484,7 @@ def test_old_records_corrupt_and_foreign_json(tmp_path, capsys):
     (sweep / "broken" / "metrics.json").parent.mkdir()
     (sweep / "broken" / "metrics.json").write_text('{"protocol": ')
     write(sweep / "nan" / "metrics.json", record(0, [float("nan")]))
-    table, _ = report([sweep])
+    table, _ = report([sweep], tmp_path)
     (row,) = table.rows
     assert row.label == "all runs" and table.folds == [0, 1]
     assert row.cells[0].class_miou.mean == pytest.approx(30.0) and row.cells[0].records == 2
@@ -532,10 +534,28 @@ def test_load_records_accepts_files_and_output_goes_beside_them(tmp_path):
     (rec,) = load_records([file])
     assert rec["source"] == str(file) and rec["copies"] == []
     assert report([file])[1][0] == file.parent / "report.md"
-    table, written = report([a, b])
-    assert written[0] == tmp_path / "runs" / "report.md" and len(table.rows) == 2
+    with pytest.raises(ReportError, match="runs: not a run, sweep or table directory"):
+        report([a, b])  # their common parent: a folder sdaanet did not make
+    table, written = report([a, b], tmp_path / "both")
+    assert written[0] == tmp_path / "both" / "report.md" and len(table.rows) == 2
     _, written = report([a], out_dir=tmp_path / "out")
     assert written[0] == tmp_path / "out" / "report.md"
+
+
+def test_the_report_goes_only_into_a_directory_sdaanet_made(tmp_path, capsys):
+    """A run (.hydra/), a sweep or table (multirun.yaml) or an earlier report's directory takes
+    the report; another, such as /tmp holding runs, is refused with one line, nothing written,
+    unless --out says where."""
+    write(tmp_path / "p8" / "run1" / "metrics.json", record(0, [0.5], folds=1))
+    (tmp_path / "p8" / "run1" / ".hydra").mkdir()
+    assert exit_code(main, [tmp_path]) == 2
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
+    assert not out and line.startswith(f"error: {tmp_path}: not a run, sweep or table directory")
+    assert "--out" in line and not list(tmp_path.glob("report*"))
+    assert exit_code(main, [tmp_path, "--out", tmp_path / "out"]) == 0
+    assert exit_code(main, [tmp_path / "p8" / "run1"]) == 0  # a run directory
+    assert (tmp_path / "p8" / "run1" / "report.md").is_file()
 
 
 def test_cli_prints_the_table(tmp_path, capsys):

@@ -298,5 +298,6 @@ def test_report_shows_a_failed_cell_with_its_reason(tmp_path):
     # a sweep whose every job failed still has its report
     only = tmp_path / "only"
     shutil.copytree(sweep / "3_nan", only / "3_nan")
+    shutil.copy(sweep / "multirun.yaml", only)
     (row,) = report([only])[0].rows
     assert row.cells == {} and list(row.failed) == [1]

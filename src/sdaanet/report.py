@@ -52,6 +52,9 @@ LAYOUT_DEPTH = 2  # <run>/metrics.json, <sweep>/<job>/..., <table>/<experiment>/
 WHERE = f"in metrics.json or eval/*.json of this directory or of its folders {LAYOUT_DEPTH} deep"
 PASS = "pass a run, sweep or table directory"
 FILES = ("report.md", "report.csv", "report.json")
+# what marks a directory sdaanet made: a run's, a sweep's or table's (basic and optuna
+# sweepers), or an earlier report's; only into such a one the report goes without --out
+MADE = (".hydra", "multirun.yaml", "optimization_results.yaml", *FILES)
 METRICS = ("class_miou", "fbiou")
 HEATMAP = "heatmap.png"
 
@@ -802,9 +805,19 @@ def write_heatmap(table: Table, path: Path) -> Path:
 
 
 def _default_out(paths: Sequence[Path]) -> Path:
-    """The single directory given, the directory of a record file, or the paths' common parent."""
+    """The directory of a record file given alone; else the one directory given, or the paths'
+    common parent, if it is one sdaanet made (`MADE`); else `ReportError`: it takes `--out`."""
+    if len(paths) == 1 and paths[0].is_file():
+        return paths[0].parent
     folders = [p if p.is_dir() else p.parent for p in paths]
-    return Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+    out = Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+    if not any((out / name).exists() for name in MADE):
+        raise ReportError(
+            f"{out}: not a run, sweep or table directory (it holds no .hydra/, multirun.yaml or "
+            "earlier report), so the report is not written into it: pass --out DIR, or the run, "
+            "sweep or table directory itself"
+        )
+    return out
 
 
 def report(
@@ -841,13 +854,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH",
         help="a run, sweep or table directory (its metrics.json, eval/*.json and failed.json, "
-        f"and those of its folders up to {LAYOUT_DEPTH} deep; a directory holding none is "
-        "refused and nothing is written) or an evaluation record (.json)",
+        f"and those of its folders up to {LAYOUT_DEPTH} deep; nothing else is read) or an "
+        "evaluation record (.json)",
     )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="where to write report.md/.csv/.json (default: the one directory given, which "
-        "holds records; a record file's directory; or the paths' common parent)",
+        help="where to write report.md/.csv/.json (default: a record file's directory, or the "
+        "directory given (the paths' common parent) if it is a run, sweep or table directory: "
+        "it holds .hydra/, multirun.yaml or an earlier report; any other directory, such as "
+        "/tmp, is refused without --out and nothing is written)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     print_report(args.paths, args.out)
