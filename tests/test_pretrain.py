@@ -1,5 +1,8 @@
 """Backbone pre-training on base classes (the demo's stand-in for ImageNet weights)."""
 
+import logging
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +30,9 @@ def test_novel_class_pixels_become_background():
 
 
 @pytest.mark.filterwarnings("ignore:backbone .* has RANDOM weights")
-def test_pretrained_weights_are_written_and_load_into_the_dilated_backbone(tmp_path, monkeypatch):
+def test_pretrained_weights_are_written_and_load_into_the_dilated_backbone(
+    tmp_path, monkeypatch, caplog
+):
     initial: dict[str, torch.Tensor] = {}
 
     def recording(*args, **kwargs):  # the network pretrain_backbone starts from, before training
@@ -36,8 +41,15 @@ def test_pretrained_weights_are_written_and_load_into_the_dilated_backbone(tmp_p
         return net
 
     monkeypatch.setattr(pretrain, "build_backbone", recording)
-    out = pretrain_backbone("resnet18", _data(), tmp_path / "w.pth", steps=2, batch_size=2, size=65)
+    caplog.set_level(logging.INFO, logger="sdaanet.pretrain")
+    out = pretrain_backbone(
+        "resnet18", _data(), tmp_path / "w.pth", steps=3, batch_size=2, size=65, every_n_steps=2
+    )
     assert out.is_file() and not list(tmp_path.glob("*.tmp"))
+    # a progress line every 2 steps and at the last (`make demo` piped shows its progress)
+    lines = [r.getMessage() for r in caplog.records if "step" in r.getMessage()]
+    assert [re.match(r"pretrain resnet18 step (\d/\d)  loss \d+\.\d{3}  \d+\.\d\d s/step$", x)[1]
+            for x in lines] == ["2/3", "3/3"], lines  # fmt: skip
     saved = torch.load(out, weights_only=True)
     loaded = build_backbone("resnet18", weights=out)  # output stride 8, same tensors
     for key, value in loaded.state_dict().items():

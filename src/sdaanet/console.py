@@ -1,5 +1,8 @@
 """A clean console: a run prints its progress, its results and the warnings that matter.
 
+Off a terminal (a pipe, a file, a batch job's log) the output is plain: no Rich live bar or
+table (`on_terminal`; `sdaanet.callbacks.progress_bar`), no ANSI codes.
+
 Filtered where they come from (these exact messages of Lightning), never all warnings:
 Lightning's "💡 Tip" adverts, its deprecation of its own pytree call under new torch releases,
 and its "modules in eval mode" warning, which the frozen backbone's BatchNorms always trigger
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -18,6 +22,12 @@ LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
     "lightning.fabric.utilities.rank_zero",
 )
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal: Rich's live progress bar and tables there, plain lines
+    elsewhere (a live bar off a terminal shows nothing until it ends)."""
+    return sys.stdout.isatty()
 
 
 class _NoTips(logging.Filter):

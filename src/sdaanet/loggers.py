@@ -1,13 +1,17 @@
-"""Lightning loggers of the package: a CSV log that a resumed run continues."""
+"""Lightning loggers of the package: a CSV log that a resumed run continues, and W&B without
+its console noise."""
 
 from __future__ import annotations
 
 import csv
+import os
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 from sdaanet.io import atomic_open
 
@@ -68,3 +72,34 @@ class ResumingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = ResumingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger, quiet and finished with its run.
+
+    - no `anonymous` setting (Lightning passes `anonymous=None`, which wandb >= 0.19 answers
+      with "The anonymous setting has no effect");
+    - `save_dir` exists before `wandb.init` (a run folder not made yet, as `make demo`'s, gave
+      "git root ... does not exist"; W&B still records the commit of a run inside a clone);
+    - the run is finished when training ends: its summary goes through wandb's printer, which
+      drops colours off a terminal (finished at exit, wandb-core wrote ANSI codes to stdout),
+      and the next job of a multirun starts a run of its own instead of reusing this one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            del self._wandb_init["anonymous"]
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is None and self._save_dir:
+            os.makedirs(self._save_dir, exist_ok=True)
+        return super().experiment
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._experiment is not None:
+            self._experiment.finish(exit_code=1 if status == "failed" else 0)

@@ -61,8 +61,10 @@ def pretrain_backbone(
     size: int = 97,
     output_stride: int = 32,
     seed: int = 0,
+    every_n_steps: int = 25,
 ) -> Path:
-    """Train `backbone` on the base classes of `datamodule`'s fold and save it to `out`.
+    """Train `backbone` on the base classes of `datamodule`'s fold and save it to `out`, logging
+    a progress line every `every_n_steps` steps and at the last.
 
     `output_stride=32` trains the plain (undilated) ResNet, as ImageNet weights are trained,
     at a fraction of the cost; the weights are the same tensors that SD-AANet then dilates.
@@ -109,14 +111,14 @@ def pretrain_backbone(
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 25 == 0 or step == steps - 1:
+        if (step + 1) % every_n_steps == 0 or step == steps - 1:
             log.info(
-                "pretrain %s step %d/%d loss %.3f (%.0f s)",
+                "pretrain %s step %d/%d  loss %.3f  %.2f s/step",
                 backbone,
                 step + 1,
                 steps,
                 loss.item(),
-                time.time() - start,
+                (time.time() - start) / (step + 1),
             )
     state = net.state_dict()
     return atomic_write(out, lambda f: torch.save(state, f))

@@ -12,6 +12,7 @@ import hydra
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -27,7 +28,7 @@ from sdaanet.checkpoint import (
 )
 from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, job_configuration, register_resolvers
-from sdaanet.console import quiet_lightning
+from sdaanet.console import on_terminal, quiet_lightning
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError, DataConfigError, DataError, one_line
 from sdaanet.lit import FewShotSegmentationModule
@@ -100,9 +101,18 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     precision = lightning_precision(
         cfg.get("runtime"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.precision
     )
+    # callbacks.progress_bar=null: no progress display (Lightning would add Rich's bar); off a
+    # terminal the model summary is a plain table (Lightning's is Rich's)
+    has_bar = any(isinstance(cb, ProgressBar) for cb in cbs)
+    rich_summary = cfg.trainer.get("enable_model_summary", True)
+    if rich_summary and not on_terminal():
+        cbs.append(ModelSummary())
+        rich_summary = False
     return instantiate(
         cfg.trainer,
         precision=precision,
+        enable_progress_bar=cfg.trainer.get("enable_progress_bar", has_bar),
+        enable_model_summary=rich_summary,
         logger=loggers or False,
         callbacks=cbs,
         plugins=[AtomicCheckpointIO()],
@@ -184,7 +194,7 @@ def evaluate_run(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
         return {}
     eval_cfg = copy.deepcopy(cfg)
     with open_dict(eval_cfg):
-        eval_cfg.callbacks = {"rich_progress_bar": cfg.callbacks.get("rich_progress_bar")}
+        eval_cfg.callbacks = {"progress_bar": cfg.callbacks.get("progress_bar")}
     record = evaluate(
         eval_cfg, ckpt_path, configuration_of=job_configuration(), validation=score,
         log_prefix="test-",
