@@ -446,6 +446,14 @@ def predict_missing_ckpt(c: Ctx) -> Call:
     return lambda: load_predictor(c.tmp / "missing.ckpt")
 
 
+def notebook_missing_ckpt(c: Ctx) -> Call:
+    from sdaanet.notebook import main as notebook_main
+
+    return lambda: notebook_main(
+        ["--ckpt", str(c.tmp / "missing.ckpt"), "--out", str(c.tmp / "executed.ipynb")]
+    )
+
+
 def missing_query(f: dict[str, Path], tmp: Path) -> None:
     f["query"] = tmp / "nope.png"
 
@@ -626,6 +634,8 @@ ROWS = [
                                 r"\(argparse\.Namespace\).*arbitrary code.*--trust-pickle")),
     row("ckpt-missing-in-predict", predict_missing_ckpt,
         Raises(CheckpointError, r"checkpoint not found: .*missing\.ckpt \(pass --ckpt <file>")),
+    row("ckpt-missing-in-notebook", notebook_missing_ckpt,
+        Refused(r"checkpoint not found: .*missing\.ckpt \(pass an sdaanet \.ckpt file\)")),
     row("ckpt-other-shot-in-predict", two_shot_ckpt,
         Raises(PredictInputError, r"checkpoint is 2-shot, got 1 support")),
     # predict ------------------------------------------------------------------------------------
