@@ -10,7 +10,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from sdaanet.analysis import EpisodeShow
-from sdaanet.viz import GRID_TITLES, fig_failures, fig_similarity, save_grid
+from sdaanet.viz import (
+    GRID_TITLES,
+    denormalize,
+    fig_attention,
+    fig_failures,
+    fig_similarity,
+    heatmap,
+    save_grid,
+)
 
 matplotlib.use("Agg")
 PURPLE = (128, 0, 128)
@@ -84,3 +92,20 @@ def test_new_figures_panels_and_titles_do_not_overlap():
     assert fig.axes[3].get_title() == "SAAM attention"
     with pytest.raises(ValueError, match="no SAAM attention map"):
         fig_failures([replace(eps[0], attention=None)])
+
+
+def test_fig_10_draws_the_raw_attention_logit_scaled_per_map_warm_where_highest():
+    """SAAM's query attention is one raw logit (no sigmoid, D10): any range, here all negative.
+    Fig. 10 draws it min-max scaled, the highest logit at the warm end, the lowest at the cold
+    end; clamping it to [0,1] would paint the whole map one colour."""
+    ep = episode(0)
+    logit = -6.0 + 4.0 * torch.rand(65, 65, generator=torch.Generator().manual_seed(1))
+    logit[10, 20], logit[40, 50] = -1.0, -9.0
+    for fig, col in ((fig_attention([replace(ep, attention=logit)], n=1), 1),
+                     (fig_failures([replace(ep, attention=logit)]), 3)):  # fmt: skip
+        assert fig.axes[col].get_title() == "SAAM attention"
+        drawn = np.asarray(fig.axes[col].images[0].get_array())
+        q = denormalize(ep.query)
+        np.testing.assert_array_equal(drawn[10, 20], heatmap(q, torch.ones(65, 65))[10, 20])
+        np.testing.assert_array_equal(drawn[40, 50], heatmap(q, torch.zeros(65, 65))[40, 50])
+        assert len(np.unique(drawn.reshape(-1, 3), axis=0)) > 100

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
@@ -112,6 +113,13 @@ def heatmap(rgb: np.ndarray, values: Tensor, alpha: float = 0.5) -> np.ndarray:
     return ((1 - alpha) * rgb + alpha * 255 * colours).astype(np.uint8)
 
 
+def scaled_attention(logit: Tensor) -> Tensor:
+    """SAAM's query attention, a raw logit of any range (D10), min-max scaled to [0,1] per map
+    for `heatmap`: warm = more attention, as the paper draws Fig. 10; its sign is kept."""
+    low, high = logit.min(), logit.max()
+    return (logit - low) / (high - low) if high > low else torch.zeros_like(logit)
+
+
 def fig_qualitative(episodes: dict[str, Sequence[EpisodeShow]], n: int = 4) -> Figure:
     """Fig. 7: support + mask, query, ground truth, then one prediction column per model (the
     models' records must come from the same episodes, e.g. Baseline and SD-AANet)."""
@@ -142,7 +150,7 @@ def fig_attention(episodes: Sequence[EpisodeShow], n: int = 4) -> Figure:
     for r, ep in enumerate(shown):
         q = denormalize(ep.query)
         _show(axes[r, 0], overlay(q, ep.target.numpy(), GREEN), f"query, class {ep.class_id}")
-        _show(axes[r, 1], heatmap(q, ep.attention), "SAAM attention")
+        _show(axes[r, 1], heatmap(q, scaled_attention(ep.attention)), "SAAM attention")
         _show(axes[r, 2], heatmap(q, ep.prior), "prior mask")
     fig.tight_layout()
     return fig
@@ -219,7 +227,7 @@ def fig_failures(episodes: Sequence[EpisodeShow]) -> Figure:
               f"support (class {ep.class_id})")  # fmt: skip
         _show(axes[r, 1], q, f"query (episode {ep.episode})")
         _show(axes[r, 2], overlay(q, ep.target.numpy(), GREEN), "ground truth")
-        _show(axes[r, 3], heatmap(q, ep.attention), "SAAM attention")
+        _show(axes[r, 3], heatmap(q, scaled_attention(ep.attention)), "SAAM attention")
         _show(axes[r, 4], overlay(q, ep.pred.numpy(), RED), f"prediction, IoU {iou:.2f}")
     fig.tight_layout()
     return fig
