@@ -24,7 +24,6 @@ import numpy as np
 
 from sdaanet.checkpoint import load_network_weights, read_checkpoint
 from sdaanet.cli import entry_point
-from sdaanet.config import compose_config
 from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.io import atomic_write
 from sdaanet.metrics import foreground
@@ -32,6 +31,7 @@ from sdaanet.predict import load_predictor, save_outputs
 from sdaanet.pretrain import pretrain_backbone
 from sdaanet.references import evaluate, network_predictor, prior_predictor
 from sdaanet.train import build_datamodule, build_module, fit
+from sdaanet.validate import precheck
 from sdaanet.viz import episode_row, save_grid
 
 
@@ -48,7 +48,8 @@ def predict_example(ckpt: str, dataset: EpisodeDataset, out: Path) -> Path:
 
 def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
     start = time.time()
-    cfg = compose_config([f"experiment={experiment}", *overrides])
+    # composed and checked as sdaanet-train's: a bad override is one line, before pre-training
+    cfg = precheck("train", [f"experiment={experiment}", *overrides])
     multiclass = cfg.data.ways > 1
     out = Path(cfg.paths.output_dir)
     weights = cfg.backbone.weights

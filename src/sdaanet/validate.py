@@ -184,6 +184,12 @@ RULES: dict[str, Rule] = {
     "complexity.warmup": integer(0),
     "complexity.repeats": POSITIVE,
     "complexity.batch": POSITIVE,
+    "callbacks.progress_bar.every_n_steps": POSITIVE,
+    "pretrain.steps": POSITIVE,
+    "pretrain.batch_size": POSITIVE,
+    "pretrain.lr": number(0, strict=True),
+    "pretrain.size": POSITIVE,
+    "pretrain.every_n_steps": POSITIVE,
 }
 _ABSENT = object()
 
