@@ -97,17 +97,18 @@ def test_sweep_over_two_folds_gives_each_job_its_own_dir(tmp_path):
 
 
 def test_sweep_with_a_failing_job_goes_on_and_reports_it(tmp_path):
-    """model.alpha=nan makes the loss NaN at the first step: that job fails, the other runs,
+    """model.alpha=1e39 (a valid number, beyond float32) makes the loss non-finite at the first
+    step (model.alpha=nan is refused up front): that job fails, the other runs,
     the command ends with the summary line and exit status 1 (one failed job)."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "sdaanet.train", "-m", *TINY, "model.alpha=nan,5",
+        [sys.executable, "-m", "sdaanet.train", "-m", *TINY, "model.alpha=1e39,5",
          f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", "eval.seeds=[321]"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
     failed, done = (
-        sweep / "0_eval.seeds-_321_+model.alpha-nan",
+        sweep / "0_eval.seeds-_321_+model.alpha-1e+39",
         sweep / "1_eval.seeds-_321_+model.alpha-5",
     )
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -119,7 +120,6 @@ def test_sweep_with_a_failing_job_goes_on_and_reports_it(tmp_path):
     assert f"error: {record['reason']}" in proc.stderr.splitlines()
     assert (done / "metrics.json").is_file()  # the sweep went on after the failed job
     report = _run(["-m", "sdaanet.report", str(sweep)], tmp_path).stdout
-    assert (
-        "| model.alpha=nan | failed | — | — | — | failed fold 0; missing folds 1, 2, 3 |" in report
-    )
-    assert f"- model.alpha=nan, fold 0: NonFiniteLossError: {record['reason']}" in report
+    row = "| model.alpha=1e+39 | failed | — | — | — | failed fold 0; missing folds 1, 2, 3 |"
+    assert row in report
+    assert f"- model.alpha=1e+39, fold 0: NonFiniteLossError: {record['reason']}" in report
