@@ -8,13 +8,13 @@ The input is read with ``torch.load(weights_only=True)``: a file that also pickl
 can run arbitrary code.
 
 The authors save ``model.state_dict()`` of a ``DataParallel`` model (keys ``module.*``),
-possibly inside ``{"state_dict": ..., "epoch": ..., "optimizer": ...}`` (digest 3). Their key
-prefixes map 1:1 onto ours (``AUTHORS_KEY_PREFIXES``). The architecture (model, backbone,
+possibly inside ``{"state_dict": ..., "epoch": ..., "optimizer": ...}`` (code map: training). Their
+key prefixes map 1:1 onto ours (``AUTHORS_KEY_PREFIXES``). The architecture (model, backbone,
 reduce_dim, SDPM/SAAM switches, number of decoder bins) is inferred from the keys and shapes
 and recorded as the checkpoint's network node (``hyper_parameters.description``); every key
 and shape is checked against the network that node builds, so a conversion is either complete
 or an error.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

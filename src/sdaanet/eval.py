@@ -14,7 +14,7 @@ contradicts the stored network is refused, naming both values.
 Label modes (the `label_mode` group; they override the data's validation settings):
 
 - `data`: as the data config says (for PASCAL/COCO that is the authors' mode).
-- `authors`: inputs warped to 473x473, scored on the warped label (digest §5).
+- `authors`: inputs warped to 473x473, scored on the warped label (D16).
 - `paper`: 321 input, aspect kept with zero padding, the prediction of the image region resized
   to the original label size and scored there (Sec. IV-B).
 - `resized473`: 473 input, aspect kept, scored on the label resized and padded with it (the †
@@ -22,7 +22,7 @@ Label modes (the `label_mode` group; they override the data's validation setting
 
 `mode=complexity` reports learnable parameters, FPS and peak memory of the baseline and SD-AANet
 (Table III, `sdaanet.complexity`); no checkpoint is needed.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

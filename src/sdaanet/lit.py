@@ -2,7 +2,7 @@
 the network's configured `loss_weights`, optimiser and schedule from config, and the episodic
 validation/test metrics.
 
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Few-shot segmentation metrics (digest §5): class-mIoU (the paper's metric) and FB-IoU.
+"""Few-shot segmentation metrics (code map: evaluation): class-mIoU (the paper's metric) and FB-IoU.
 
 Both sum intersections and unions over all episodes before dividing, ignore label 255, and
 sync across DDP ranks by summing their states.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Download the ImageNet backbone checkpoints into a local cache.
 
 ``sdaanet-weights NAME [--cache DIR]`` fetches the standard torchvision file for a backbone
-(the authors' legacy ResNet URLs, digest 1.1) into ``~/.cache/sdaanet/weights`` (or
+(the authors' legacy ResNet URLs, code map: backbone) into ``~/.cache/sdaanet/weights`` (or
 ``$SDAANET_WEIGHTS_CACHE``, or ``--cache``) and prints the ``backbone.weights=<path>`` override.
 PFENet's deep-stem ``resnet*_v2.pth`` have no public direct URL: the command says where to get
 them. Downloads go to a temporary file in the cache that is renamed only once it is complete,
 loads with ``torch.load(weights_only=True)`` and matches the SHA-256 prefix in its name.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         val_seed: validation/test episode seed.
         train_episodes: training episodes per epoch (None: one per training query).
         pin_memory: DataLoader ``pin_memory``, used only when CUDA is available.
-        min_area: minimum class area (pixels, original resolution) for the index (digest §4.2).
+        min_area: minimum class area in original-resolution pixels (paper-vs-code.md code map).
         train_transform: ``train`` (the authors' recipe) or ``train_paper``.
         val_transform: ``val`` (the authors' warp), ``val_pad`` (the authors' ``test_Resize``) or
             ``val_paper`` (aspect kept, zero padding).

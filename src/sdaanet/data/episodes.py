@@ -1,4 +1,6 @@
-"""Few-shot episodes over any source (digest §4.3), deterministic per (seed, key).
+"""Few-shot episodes over any source, deterministic per (seed, key).
+
+The authors' rules: docs/paper-vs-code.md, code map: episodes.
 
 Which images can be queries and supports of which class comes from ``index.build_index``.
 Episode ``key`` -> ``(query, class, supports, transform seeds)``:

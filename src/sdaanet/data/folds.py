@@ -47,7 +47,7 @@ MSRC_STUFF = ("building", "grass", "tree", "sky", "mountain", "water", "road")
 
 
 def novel_classes(dataset: str, fold: int, interleaved: bool = True) -> list[int]:
-    """The novel classes a fold is evaluated on (digest §4.1).
+    """The novel classes a fold is evaluated on (docs/paper-vs-code.md, code map: class splits).
 
     PASCAL-5i / synthetic: fold i -> 5i+1..5i+5. COCO-20i: ``interleaved`` (the authors'
     ``use_split_coco: True``) -> range(1+i, 81, 4); otherwise 20i+1..20i+20.

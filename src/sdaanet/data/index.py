@@ -1,4 +1,6 @@
-"""Which images of a split hold which class: the episode index (digest §4.2).
+"""Which images of a split hold which class: the episode index.
+
+The authors' rules: docs/paper-vs-code.md, code map: filtering.
 
 An image enters the query list if it holds at least one class of the split's class list covering
 ``>= min_area`` pixels at its original resolution; it enters the image list of every such class.
@@ -42,7 +44,7 @@ def build_index(
     drop_images_with: Collection[int] = (),
     skip_images: Collection[int] = (),
 ) -> EpisodeIndex:
-    """Filter images per digest §4.2 from per-image class areas (class id -> pixel count).
+    """Filter images (code map: filtering) from per-image class areas (class id -> pixel count).
 
     A class with fewer than ``min_images`` images (area >= ``min_area``) is ``excluded``: never a
     target, so an image whose only kept classes are excluded is no query. Images holding any pixel

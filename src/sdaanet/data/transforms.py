@@ -4,7 +4,7 @@
 ImageNet mean/std on 0-255 RGB and ``label`` int64 (H,W). All randomness comes from ``seed``:
 the same seed gives bitwise the same output, in any process.
 
-Recipes (digest §4.4):
+Recipes (docs/paper-vs-code.md, code map: transforms; D15, D16):
 - ``train`` (the authors' code): warp Resize to ``size`` (bilinear image, nearest label, aspect not
   kept) -> Rotate ±10° p=0.5 (image border = ImageNet mean, label border 255) -> GaussianBlur 5x5
   p=0.5 -> HorizontalFlip p=0.5 -> Normalize.

@@ -1,4 +1,4 @@
-"""Frozen backbones with the authors' ``layer0..layer4`` split (digest 1.1).
+"""Frozen backbones with the authors' ``layer0..layer4`` split (code map: backbone).
 
 * ``resnet50`` / ``resnet101``: torchvision layout (7x7 stem, stride on the 3x3 ``conv2``, v1.5),
   the SD-AANet backbone. ``layer0`` = [conv1, bn1, relu, maxpool] -> keys ``layer0.0/1``.
@@ -16,7 +16,7 @@ trained on another normalisation converts them in ``mid`` (``input_norm``).
 All ResNets run at output stride 8: layer3 uses dilation 2 and layer4 dilation 4, both stride 1.
 The weights are frozen (``requires_grad=False``). With ``freeze_bn=False`` (the authors' code,
 D14) the BatchNorms follow ``train()``/``eval()``; with ``freeze_bn=True`` they always stay in eval.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ _RESNET_SPECS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, in
     "resnet101": (Bottleneck, (3, 4, 23, 3)),
 }
 
-# features index ranges of the VGG-16-bn stages (digest 1.1); features[43] (last maxpool) dropped
+# features index ranges of the VGG-16-bn stages (code map: backbone); features[43] (maxpool) dropped
 _VGG_SPLIT = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
 _VGG_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
@@ -206,7 +206,10 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def mid(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return (layer3, cat[layer3, layer2]) (digest 1.2); VGG's layer2 is resized first."""
+        """Return (layer3, cat[layer3, layer2]); VGG's layer2 is resized first.
+
+        docs/paper-vs-code.md, code map: mid-level features.
+        """
         if self.renormalise:
             x = x * self.in_scale.to(x.dtype) + self.in_shift.to(x.dtype)
         f2 = self.layer2(self.layer1(self.layer0(x)))

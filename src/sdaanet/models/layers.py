@@ -1,6 +1,6 @@
 """Shared building blocks: masked GAP, PFENet's prior mask, PSP trunk and the FEM decoder.
 
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def segmentation_ce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> 
 
 
 def masked_gap(feat: Tensor, mask: Tensor, eps: float = 5e-4) -> Tensor:
-    """Masked global average pooling (Eq. 2; the authors' ``Weighted_GAP``, digest 1.4).
+    """Masked global average pooling (Eq. 2; the authors' ``Weighted_GAP``, code map: masked GAP).
 
     ``sum(F * m) / (sum(m) + eps)`` over the spatial dimensions, for a (soft) mask ``m`` of
     shape (B,1,h,w). Returns (B,C,1,1). The eps keeps an empty mask finite (result 0).
@@ -35,7 +35,7 @@ def masked_gap(feat: Tensor, mask: Tensor, eps: float = 5e-4) -> Tensor:
 
 
 class PriorMask(nn.Module):
-    """PFENet's training-free prior (digest 1.3; D11).
+    """PFENet's training-free prior (D11; code map: prior mask).
 
     Per shot: cosine similarity (eps 1e-7 on the norm product) of every query layer4 pixel with
     every masked support layer4 pixel, max over support pixels, min-max normalisation over query
@@ -90,7 +90,7 @@ class PriorMask(nn.Module):
 
 
 class PSPModule(nn.Module):
-    """Pyramid pooling (the authors' ``_PSPModule``, digest 1.6).
+    """Pyramid pooling (the authors' ``_PSPModule``, code map: SAAM).
 
     ``stages[i]`` = [AdaptiveAvgPool(b), Conv1x1 in->in/4 (no bias), BN, ReLU] for b in
     ``pool_sizes``; ``bottleneck`` = [Conv3x3 2*in->out (no bias), BN, ReLU, Dropout2d(0.1)] on
@@ -149,7 +149,7 @@ def pyramid_bins(scales: Sequence[float], size: Sequence[int]) -> list[tuple[int
 
 
 class FEMDecoder(nn.Module):
-    """PFENet's feature enrichment module + classifier (digest 1.7), SD-AANet variant.
+    """PFENet's feature enrichment module + classifier (code map: decoder), SD-AANet variant.
 
     Per bin: merge [prototype, query, prior(, attention)] (SD-AANet order, ``sdaanet_order``) or
     [query, prototype, prior] (PFENet order) with ``init_merge``; from the second bin on, refine

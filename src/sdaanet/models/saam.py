@@ -1,4 +1,4 @@
-"""SAAM: supervised affinity attention module (paper Sec. III-C, Eqs. 10-11; digest 1.6).
+"""SAAM: supervised affinity attention module (paper Sec. III-C, Eqs. 10-11; D7-D10).
 
 A trunk ``simple_mask`` = [Conv3x3 2C->4C (+bias), ReLU, PSPModule(4C -> C)] shared by the
 support and query branches (D7). Support branch (training only): cat[S_k, p_k] -> trunk ->
@@ -6,7 +6,7 @@ support and query branches (D7). Support branch (training only): cat[S_k, p_k] -
 Eq. 11 prints a sum). Query branch: cat[Q, mean_k p_k] -> trunk -> ``q_maskgeneration``
 (1x1 -> 1), a raw logit used as attention (D10). Inputs are the raw, un-reweighted features and
 prototypes (D8).
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations

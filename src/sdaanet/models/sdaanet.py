@@ -2,7 +2,7 @@
 
 backbone (frozen) -> Q = down_query(cat[l3, l2]), S_k = down_supp(...) -> prototypes
 p_k = GAP(S_k, m_k) -> SAAM attention (optional) + PFENet prior -> SDPM (optional) -> FEM decoder.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class SDAANet(nn.Module):
 
     @staticmethod
     def _reduce(cin: int, cout: int, dropout: float) -> nn.Sequential:
-        """Conv1x1 (no bias), ReLU, Dropout2d (digest 1.2; keys ``.0.weight``)."""
+        """Conv1x1 (no bias), ReLU, Dropout2d (code map: mid-level features; keys ``.0.weight``)."""
         return nn.Sequential(
             nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True), nn.Dropout2d(dropout)
         )
@@ -275,13 +275,13 @@ class SDAANet(nn.Module):
             s3, mid = self.backbone.mid(support_images[:, k])
             m = resize((support_masks[:, k : k + 1] == 1).to(s3.dtype), s3.shape[-2:])
             s_mid.append(mid)
-            s_high.append(self.backbone.high(s3 * m))  # PFENet trick (digest 1.2)
+            s_high.append(self.backbone.high(s3 * m))  # PFENet trick (code map: mid-level features)
             s_masks.append(m)
         return s_mid, s_high, s_masks
 
     @torch.no_grad()
     def prior(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> Tensor:
-        """PFENet's training-free prior mask (digest 1.3), (B,1,H,W) in [0,1] at input size."""
+        """PFENet's training-free prior mask (D11), (B,1,H,W) in [0,1] at input size."""
         self._check_inputs(query, support_images, support_masks)
         q_mid, q4, _, s_high, s_masks = self._backbone(query, support_images, support_masks)
         prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)

@@ -1,4 +1,4 @@
-"""SDPM: self-distillation guided prototype module (paper Sec. III-B, Eqs. 2-9; digest 1.5).
+"""SDPM: self-distillation guided prototype module (paper Sec. III-B, Eqs. 2-9; D1-D5).
 
 Three switches select between the authors' code (default) and the paper:
 
@@ -15,7 +15,7 @@ Three switches select between the authors' code (default) and the paper:
 
 Here a_k = se_supp(p_k) and a'_k = (a_k + 1) / 2 (Eq. 3). The decoder prototype is
 mean_k a'_k * p_k (D6); a'_k * p_k equals GAP(S_k * a'_k, m_k) exactly since a'_k is per-channel.
-D-numbers (D1-D22) and "digest" sections cite docs/paper-vs-code.md.
+D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
 from __future__ import annotations
