@@ -22,6 +22,7 @@ import torch
 from model import PATHS  # bench/model.py: plain fp32 and the fast path
 from omegaconf import OmegaConf
 
+from sdaanet.build import build_datamodule
 from sdaanet.checkpoint import network_from_checkpoint
 from sdaanet.complexity import device_name
 from sdaanet.config import compose_config
@@ -29,7 +30,6 @@ from sdaanet.eval import from_checkpoint
 from sdaanet.metrics import IGNORE_INDEX, ClassMIoU
 from sdaanet.protocols import apply_protocol
 from sdaanet.runtime import apply_runtime, autocast
-from sdaanet.train import build_datamodule
 
 ROOT = Path(__file__).resolve().parents[1]
 

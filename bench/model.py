@@ -96,7 +96,7 @@ def eval_episodes_per_s(
     """Episodes/s of the synthetic test loader at 473 (`workers` workers, pinned memory on CUDA)
     through ResNet-50, 1-shot, `batch` episodes per forward, data loading included; the first
     batch (worker start-up) is not timed."""
-    from sdaanet.train import build_datamodule  # the data stack (albumentations) only here
+    from sdaanet.build import build_datamodule  # the data stack (albumentations) only here
 
     cfg = compose_config(
         ["data.val_size=473", f"data.val_episodes={episodes + batch}",

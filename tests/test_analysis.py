@@ -22,9 +22,9 @@ from sdaanet.analysis import (
     tsne,
     worst_episodes,
 )
+from sdaanet.build import build_datamodule
 from sdaanet.metrics import episode_counts
 from sdaanet.models.layers import resize
-from sdaanet.train import build_datamodule
 from sdaanet.viz import (
     fig_attention,
     fig_failures,

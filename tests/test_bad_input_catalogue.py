@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from sdaanet import compose_config
+from sdaanet.build import build_datamodule, build_module
 from sdaanet.checkpoint import read_checkpoint
 from sdaanet.convert import load_authors_file
 from sdaanet.data import prepare
@@ -38,7 +39,6 @@ from sdaanet.errors import (
 )
 from sdaanet.eval import run as run_eval
 from sdaanet.predict import Predictor, load_predictor, predict
-from sdaanet.train import build_datamodule, build_module
 from sdaanet.validate import check_config
 from test_data_folder import S, module, write_folder
 from test_data_pascal import write_tree

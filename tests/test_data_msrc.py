@@ -9,11 +9,11 @@ from tests.helpers.cli import exit_code
 from tests.helpers.msrc import tiny_msrc
 
 from sdaanet import compose_config
+from sdaanet.build import build_datamodule
 from sdaanet.data.folds import MSRC_FOLDS, MSRC_STUFF
 from sdaanet.data.modules import FolderDataModule, MSRCDataModule
 from sdaanet.data.prepare import main as data_main
 from sdaanet.errors import DataConfigError
-from sdaanet.train import build_datamodule
 
 
 def test_folds_are_object_classes_and_stuff_is_never_a_target(tmp_path):

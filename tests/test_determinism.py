@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from sdaanet import compose_config
 from sdaanet.pretrain import pretrain_backbone
-from sdaanet.train import build_datamodule, fit
+from sdaanet.build import build_datamodule
+from sdaanet.train import fit
 
 warnings.filterwarnings("ignore", "backbone .* has RANDOM weights")
 out = Path(sys.argv[1])

@@ -13,12 +13,12 @@ from hydra.errors import MissingConfigException
 from torch import nn
 
 from sdaanet import compose_config
+from sdaanet.build import build_datamodule
 from sdaanet.eval import output_dir_of, summarise
 from sdaanet.eval import run as run_eval
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.protocols import apply_protocol
-from sdaanet.train import build_datamodule
 from sdaanet.train import run as run_train
 
 

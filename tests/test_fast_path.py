@@ -116,7 +116,7 @@ def test_precision_resolution():
 
 def test_runtime_config_selects_the_path():
     from sdaanet import compose_config
-    from sdaanet.train import build_module
+    from sdaanet.build import build_module
 
     fast = build_module(compose_config(["debug=tiny"])).net
     plain = build_module(compose_config(["debug=tiny", "runtime=plain"])).net

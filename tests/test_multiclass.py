@@ -5,6 +5,7 @@ import torch
 from tests.helpers.networks import build
 
 from sdaanet import compose_config
+from sdaanet.build import build_datamodule
 from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.data.index import EpisodeIndex
 from sdaanet.data.sources.synthetic import SyntheticSource
@@ -14,7 +15,7 @@ from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.models import MultiClassSDAANet
 from sdaanet.references import prior_predictor
-from sdaanet.train import build_datamodule, run
+from sdaanet.train import run
 from sdaanet.validate import check_config
 
 S = 65

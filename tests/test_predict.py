@@ -315,8 +315,8 @@ def test_a_synthetic_data_checkpoint_warns_in_one_stderr_line(ckpt, files, tmp_p
 
 
 def test_demo_example_runs_predict_on_the_datasets_own_images(ckpt, tmp_path):
+    from sdaanet.build import build_datamodule
     from sdaanet.demo import predict_example
-    from sdaanet.train import build_datamodule
 
     dm = build_datamodule(compose_config(["debug=tiny"]), stage="test")
     loader = dm.test_dataloader()

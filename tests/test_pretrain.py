@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from sdaanet import compose_config, pretrain
+from sdaanet.build import build_datamodule
 from sdaanet.data.folds import fold_classes
 from sdaanet.models.backbones import build_backbone
 from sdaanet.pretrain import BaseClassPixels, pretrain_backbone
-from sdaanet.train import build_datamodule
 
 
 def _data():

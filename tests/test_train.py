@@ -13,10 +13,11 @@ import torch
 import wandb
 
 from sdaanet import compose_config
+from sdaanet.build import build_datamodule, build_module, build_trainer
 from sdaanet.checkpoint import load_compatible, load_network_weights, read_checkpoint
 from sdaanet.errors import CheckpointMismatchError
 from sdaanet.eval import run as run_eval
-from sdaanet.train import build_datamodule, build_module, build_trainer, fit, run
+from sdaanet.train import fit, run
 
 TINY = ["debug=tiny"]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
+from sdaanet.build import build_datamodule, build_module
 from sdaanet.checkpoint import load_network_weights, read_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.data.episodes import EpisodeDataset
@@ -30,7 +31,7 @@ from sdaanet.metrics import foreground
 from sdaanet.predict import load_predictor, save_outputs
 from sdaanet.pretrain import pretrain_backbone
 from sdaanet.references import evaluate, network_predictor, prior_predictor
-from sdaanet.train import build_datamodule, build_module, fit
+from sdaanet.train import fit
 from sdaanet.validate import precheck
 from sdaanet.viz import episode_row, save_grid
 

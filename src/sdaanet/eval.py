@@ -45,6 +45,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sdaanet.build import build_datamodule, build_module, build_trainer
 from sdaanet.checkpoint import (
     network_from_checkpoint,
     read_checkpoint,
@@ -59,7 +60,6 @@ from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
 from sdaanet.protocols import TestProtocol, apply_protocol
 from sdaanet.sweep import run_app, task
-from sdaanet.train import build_datamodule, build_module, build_trainer
 from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)

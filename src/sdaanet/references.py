@@ -112,8 +112,8 @@ def choose_threshold(backbone: Backbone, loader: DataLoader) -> tuple[float, dic
 def score_references(overrides: Sequence[str]) -> dict[str, object]:
     """The untrained network and the prototype baseline on the test episodes of the config
     that `overrides` compose, per seed of ``eval.seeds``."""
+    from sdaanet.build import build_datamodule, build_module
     from sdaanet.eval import summarise
-    from sdaanet.train import build_datamodule, build_module
 
     cfg = compose_config(list(overrides))
     L.seed_everything(cfg.seed, workers=True)  # the initialisation training starts from

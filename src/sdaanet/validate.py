@@ -366,7 +366,7 @@ def _check_job(
     """`check_config`, then the training data's files (train), or the checkpoint and the test
     data it leads to (eval: `_check_evaluation`); `seen` holds what was checked already (one
     sweep reads each checkpoint and checks each dataset once)."""
-    from sdaanet.train import build_datamodule
+    from sdaanet.build import build_datamodule
 
     check_config(cfg, sweeper)
     if config_name == "eval":
