@@ -3,12 +3,16 @@ registry line: a toy network trains, checkpoints, and evaluates through the same
 
 import json
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 from tests.helpers.toy import ToyNet
 
 from sdaanet import checkpoint, compose_config
+from sdaanet.errors import PredictInputError
 from sdaanet.eval import run as run_eval
+from sdaanet.models import SDAANet
+from sdaanet.predict import check_size
 from sdaanet.train import run as run_train
 
 TOY = {"_target_": "tests.helpers.toy.ToyNet", "hidden": 4, "smooth_weight": 0.25}
@@ -38,7 +42,19 @@ def test_without_the_registry_line_the_toy_checkpoint_is_refused(tmp_path, monke
     cfg.model = OmegaConf.create(TOY)
     run_train(cfg)
     monkeypatch.undo()
-    import pytest
-
     with pytest.raises(checkpoint.CheckpointError, match="not a network of sdaanet.models"):
         checkpoint.network_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+
+
+def test_a_network_describes_itself_and_one_that_does_not_gets_neutral_defaults(monkeypatch):
+    monkeypatch.setattr(checkpoint, "NETWORK_PACKAGES", [*checkpoint.NETWORK_PACKAGES, "tests"])
+    sdaanet = {"_target_": "sdaanet.models.SDAANet", "backbone": {"name": "resnet18"},
+               "reduce_dim": 64, "sdpm": True, "saam": False, "alpha": 50.0}  # fmt: skip
+    assert checkpoint.summary(sdaanet) == "SDAANet(backbone=resnet18, reduce_dim=64, sdpm)"
+    assert "alpha" in checkpoint.training_only(sdaanet)
+    assert checkpoint.summary(TOY) == "ToyNet(hidden=4, smooth_weight=0.25)"
+    assert checkpoint.training_only(TOY) == frozenset()
+    toy = ToyNet(hidden=4, smooth_weight=0.25)
+    assert check_size(64, toy) == 64 and check_size(100, toy) == 100  # no SD-AANet size rule
+    with pytest.raises(PredictInputError, match="size 64 is not accepted: it must be >= 65"):
+        check_size(64, SDAANet.__new__(SDAANet))

@@ -169,27 +169,41 @@ def description(checkpoint: Mapping[str, Any], path: str | Path) -> dict[str, An
     }
 
 
+def _resolve(target: str) -> Any:
+    """What `target` names when it lies in a package of `NETWORK_PACKAGES` (checked before any
+    import), else None."""
+    from hydra.utils import get_method
+
+    if not any(target.startswith(f"{p}.") for p in NETWORK_PACKAGES):
+        return None
+    try:
+        obj = get_method(target)
+    except Exception:
+        return None
+    module = str(getattr(obj, "__module__", ""))
+    known = any(module == p or module.startswith(f"{p}.") for p in NETWORK_PACKAGES)
+    return obj if known else None
+
+
+def network_class(node: Mapping[str, Any]) -> type[nn.Module] | None:
+    """The network class a node's `_target_` names, resolved as checkpoints are (`_resolve`);
+    None when it names none."""
+    obj = _resolve(str(node.get("_target_", "")))
+    return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
+
+
 def _check_targets(node: Any, path: str | Path) -> None:
     """Every `_target_` of a network node must be a network or backbone builder of
     `sdaanet.models`, so a crafted checkpoint cannot name code to run."""
-    from hydra.utils import get_method
-
     from sdaanet.models import build_backbone
 
     if isinstance(node, Mapping):
         target = node.get("_target_")
         if target is not None:
             target = str(target)
-            obj = None
-            if any(target.startswith(f"{p}.") for p in NETWORK_PACKAGES):  # before any import
-                try:
-                    obj = get_method(target)
-                except Exception:
-                    obj = None
-            module = str(getattr(obj, "__module__", ""))
-            known = any(module == p or module.startswith(f"{p}.") for p in NETWORK_PACKAGES)
+            obj = _resolve(target)
             network = isinstance(obj, type) and issubclass(obj, nn.Module)
-            if not known or not (network or obj is build_backbone):
+            if not (network or obj is build_backbone):
                 raise CheckpointError(
                     f"checkpoint {path} names _target_ {target!r}, which is not a network of "
                     f"{', '.join(NETWORK_PACKAGES)}; refusing to build it"
@@ -271,15 +285,18 @@ def load_network_weights(net: nn.Module, checkpoint: dict[str, Any]) -> None:
 
 
 def summary(network: Mapping[str, Any]) -> str:
-    """`SDAANet(backbone=resnet18, reduce_dim=64, sdpm, saam)`: a network node in one phrase."""
-    name = str(network.get("_target_", "?")).rsplit(".", 1)[-1]
-    backbone = network.get("backbone") or {}
-    parts = [f"backbone={backbone.get('name') if isinstance(backbone, Mapping) else backbone}"]
-    parts.append(f"reduce_dim={network.get('reduce_dim')}")
-    parts += [m for m in ("sdpm", "saam") if network.get(m)]
-    if network.get("ways"):
-        parts.append(f"ways={network['ways']}")
-    return f"{name}({', '.join(parts)})"
+    """A network node in one phrase, as its class says (`sdaanet.models.network.summary_line`),
+    e.g. `SDAANet(backbone=resnet18, reduce_dim=64, sdpm, saam)`."""
+    from sdaanet.models.network import summary_line
+
+    return summary_line(network_class(network), network)
+
+
+def training_only(network: Mapping[str, Any]) -> frozenset[str]:
+    """The node's arguments that its class lists as training-only (`models/network.py`)."""
+    from sdaanet.models.network import training_only as listed
+
+    return listed(network_class(network))
 
 
 def load_compatible(

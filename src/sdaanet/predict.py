@@ -27,7 +27,7 @@ classes (default `class 1` ... `class N`). Error messages name a support by its 
 Every image is warped (aspect not kept) to `size` x `size` (bilinear images, nearest masks), as
 the authors' test transform; the logits are resized bilinearly to the query's size before the
 argmax. `size` defaults to the checkpoint's `input_size` if it records one, else 473; it must be
->= 65 with (size - 1) % 8 == 0 (65, 321, 417, 473, ...).
+a size the network accepts (SD-AANet: >= 65 with (size - 1) % 8 == 0, e.g. 65, 321, 417, 473).
 
 Inputs are file paths, numpy arrays or PIL images. Files are read by `sdaanet.io` as the
 datasets' images are (PIL, as stored: EXIF orientation is not applied; a truncated or corrupt
@@ -74,7 +74,7 @@ from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.errors import DataError, DataNotFoundError, PredictInputError
 from sdaanet.io import IMAGE_MODES, atomic_write, open_image, pixels, to_rgb
 from sdaanet.models.inference import Network, inference
-from sdaanet.models.sdaanet import MIN_SIZE
+from sdaanet.models.network import size_problem
 from sdaanet.viz import RED, overlay
 
 DEFAULT_SIZE = 473
@@ -150,15 +150,14 @@ def load_mask(src: ImageLike, name: str = "mask") -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------- the network
-def check_size(size: int) -> int:
-    """`size` if the network accepts it (>= 65, (size - 1) % 8 == 0), else PredictInputError."""
+def check_size(size: int, net: nn.Module) -> int:
+    """`size` if `net` accepts it (its `size_problem` rule, `sdaanet.models.network`), else
+    PredictInputError."""
     if isinstance(size, bool) or not isinstance(size, int | np.integer):
         raise PredictInputError(f"size must be an integer, got {size!r}")
-    if size < MIN_SIZE or (size - 1) % 8:
-        raise PredictInputError(
-            f"size {size} is not accepted: it must be >= {MIN_SIZE} with (size - 1) % 8 == 0, "
-            "e.g. 65, 321, 417 or 473"
-        )
+    problem = size_problem(type(net), int(size))
+    if problem:
+        raise PredictInputError(problem)
     return int(size)
 
 
@@ -266,7 +265,7 @@ class Predictor:
         """Scores (N+1,H,W) (binary: N = 1) on the CPU at the query's original size H x W: the
         logits, or with `multiscale` the sum of the scales' softmax outputs."""
         self._check_supports(supports)
-        size = check_size(self.size if size is None else size)
+        size = check_size(self.size if size is None else size, self.net)
         q = load_image(query, "query image")
         tensors = [_support_tensors(img, m, k, size) for k, (img, m) in enumerate(supports, 1)]
         images = torch.stack([image for image, _ in tensors])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .backbones import BACKBONE_NAMES, Backbone, build_backbone, load_backbone_weights
 from .layers import masked_gap
 from .multiclass import MultiClassSDAANet
+from .network import size_problem, summary_line, training_only
 from .sdaanet import AUTHORS_KEY_PREFIXES, SDAANet, SDAANetTrace, TrainOutput
 
 __all__ = [
@@ -22,4 +23,7 @@ __all__ = [
     "build_backbone",
     "load_backbone_weights",
     "masked_gap",
+    "size_problem",
+    "summary_line",
+    "training_only",
 ]

@@ -278,6 +278,10 @@ def _vgg16_bn(freeze_bn: bool) -> Backbone:
     return Backbone("vgg16_bn", layers, "vgg", 256 + 512, 512, freeze_bn)
 
 
+# `build_backbone` arguments that change training, not the network an evaluation builds
+TRAINING_ONLY = frozenset({"weights", "freeze_bn"})
+
+
 def build_backbone(
     name: str,
     weights: str | Path | None = None,

@@ -8,8 +8,8 @@ D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,33 @@ class SDAANet(nn.Module):
     one with ``hydra.utils.instantiate(cfg.model)``. ``alpha``, ``beta`` and ``aux_weight`` are
     the loss weights of Eq. 12 (+ D13), exposed as ``loss_weights``.
     """
+
+    # arguments that change training, not the network an evaluation builds (models/network.py)
+    TRAINING_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "dropout"}
+    )
+
+    @staticmethod
+    def summary_line(node: Mapping[str, Any]) -> str:
+        """`SDAANet(backbone=resnet18, reduce_dim=64, sdpm, saam)`: a network node in one phrase."""
+        name = str(node.get("_target_", "?")).rsplit(".", 1)[-1]
+        backbone = node.get("backbone") or {}
+        parts = [f"backbone={backbone.get('name') if isinstance(backbone, Mapping) else backbone}"]
+        parts.append(f"reduce_dim={node.get('reduce_dim')}")
+        parts += [m for m in ("sdpm", "saam") if node.get(m)]
+        if node.get("ways"):
+            parts.append(f"ways={node['ways']}")
+        return f"{name}({', '.join(parts)})"
+
+    @staticmethod
+    def size_problem(size: int) -> str | None:
+        """Why `size` x `size` inputs are refused (>= 65 with (size - 1) % 8 == 0), else None."""
+        if size < MIN_SIZE or (size - 1) % 8:
+            return (
+                f"size {size} is not accepted: it must be >= {MIN_SIZE} with (size - 1) % 8 == 0, "
+                "e.g. 65, 321, 417 or 473"
+            )
+        return None
 
     def __init__(
         self,
