@@ -52,12 +52,14 @@ from sdaanet.checkpoint import (
     resolve_checkpoint,
     selected_on,
     summary,
+    training_only,
 )
 from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, PLUMBING_ONLY, register_resolvers
 from sdaanet.console import setup_lines_once
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
+from sdaanet.models.backbones import TRAINING_ONLY as BACKBONE_TRAINING_ONLY
 from sdaanet.protocols import TestProtocol, apply_protocol
 from sdaanet.sweep import run_app, task
 from sdaanet.validate import check_config, precheck
@@ -71,9 +73,6 @@ SCORED_ON = {
     "original_padded": "original label padded with 255 to a square",
 }
 
-TRAINING_ONLY = {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "dropout"}
-BACKBONE_TRAINING_ONLY = {"weights", "freeze_bn"}
-
 
 def _key(override: str) -> str:
     """`data.val_size` for `data.val_size=97`, `+x=1` -> `x`."""
@@ -84,16 +83,21 @@ def _keys(overrides: Sequence[str]) -> list[str]:
     return [_key(o) for o in overrides if "=" in o]
 
 
-def _differences(composed: Any, stored: Any, prefix: str) -> list[tuple[str, Any, Any]]:
-    """(key, configured, stored) for every architecture key that differs."""
+def _differences(
+    composed: Any, stored: Any, prefix: str, training_only: frozenset[str]
+) -> list[tuple[str, Any, Any]]:
+    """(key, configured, stored) for every architecture key that differs; the network's
+    `training_only` arguments and the backbone's are skipped."""
     if isinstance(composed, dict) and isinstance(stored, dict):
         out = []
         for key in sorted(set(composed) | set(stored)):
-            if prefix == "model" and key in TRAINING_ONLY:
+            if prefix == "model" and key in training_only:
                 continue
             if prefix == "model.backbone" and key in BACKBONE_TRAINING_ONLY:
                 continue
-            out += _differences(composed.get(key), stored.get(key), f"{prefix}.{key}")
+            out += _differences(
+                composed.get(key), stored.get(key), f"{prefix}.{key}", training_only
+            )
         return out
     same = composed == stored or (
         isinstance(composed, list | tuple)
@@ -127,7 +131,8 @@ def from_checkpoint(
     if kshot:
         composed["shot"] = trained  # the data's K, not the network's
     arch_keys = ("model", "backbone", "experiment")
-    for key, configured, stored in _differences(composed, info["network"], "model"):
+    free = training_only(info["network"])
+    for key, configured, stored in _differences(composed, info["network"], "model", free):
         short = key.removeprefix("model.")
         named = keys is None or any(
             k in arch_keys or k == key or k == short or key.startswith(f"{k}.") for k in keys
