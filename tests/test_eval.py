@@ -14,11 +14,11 @@ from torch import nn
 
 from sdaanet import compose_config
 from sdaanet.build import build_datamodule
-from sdaanet.eval import output_dir_of, summarise
 from sdaanet.eval import run as run_eval
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.protocols import apply_protocol
+from sdaanet.records import output_dir_of, summarise
 from sdaanet.train import run as run_train
 
 

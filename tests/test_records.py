@@ -13,8 +13,8 @@ import torch
 from sdaanet import compose_config
 from sdaanet.checkpoint import describe, resolve_checkpoint
 from sdaanet.errors import CheckpointError
-from sdaanet.eval import record_name
 from sdaanet.eval import run as run_eval
+from sdaanet.records import record_name
 from sdaanet.train import run as run_train
 
 TINY = ["debug=tiny", "eval.seeds=[1,2]"]

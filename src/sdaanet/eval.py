@@ -61,17 +61,13 @@ from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_open, atomic_write, unused_path
 from sdaanet.models.backbones import TRAINING_ONLY as BACKBONE_TRAINING_ONLY
 from sdaanet.protocols import TestProtocol, apply_protocol
+from sdaanet.scoring import SCORING
 from sdaanet.sweep import run_app, task
 from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
 
 RECORD_FORMAT = 2
-SCORED_ON = {
-    "transformed": "transformed label",
-    "original": "original label size",
-    "original_padded": "original label padded with 255 to a square",
-}
 
 
 def _key(override: str) -> str:
@@ -391,7 +387,7 @@ def evaluate(
             "val_transform": datamodule.val_transform,
             "label_mode": protocol.label_mode,
             "preset": protocol.preset,
-            "scored_on": SCORED_ON[protocol.scoring],
+            "scored_on": SCORING[protocol.scoring],
             "ignore_255": protocol.ignore_boundary,
             "aggregate": protocol.aggregate,
             "multiscale": multiscale or None,

@@ -8,19 +8,18 @@ D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdaanet.errors import NonFiniteLossError
-from sdaanet.metrics import IGNORE_INDEX, ClassMIoU, FBIoU
+from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.models.inference import inference
+from sdaanet.scoring import boundary, check_scoring, scored
 
-SCORING = ("transformed", "original", "original_padded")
 FINITE_CHECK_EVERY = 50  # on CUDA: steps between the loss terms' finiteness checks
 
 
@@ -48,12 +47,8 @@ class FewShotSegmentationModule(L.LightningModule):
 
     Evaluation: `n_val_classes` (default `n_test_classes`) sizes the validation metric, which
     differs when checkpoints are selected on held-out base-class episodes (`selection="base"`).
-    `scoring` (`SCORING`): `transformed` scores the label transformed with the input; `original`
-    the label at its original size (batches carry `raw_query_mask`), the prediction's image region
-    (`raw_valid`) resized bilinearly to it; `original_padded` (PFENet's `ori_resize`) the original
-    label padded bottom/right with 255 to a square of its longer side, the whole prediction
-    resized bilinearly to that square. `ignore_boundary=False` counts label 255 as background
-    instead of leaving it out (HSNet on COCO/FSS, PATNet). `multiscale` (Table V):
+    `scoring` and `ignore_boundary`: the rules of `sdaanet.scoring` (which label is scored, what
+    label 255 counts as). `multiscale` (Table V):
     `sdaanet.models.inference.MultiScale` over the listed sides. `kshot="voting"`: a 1-shot
     network at K shots by HSNet's voting (`ShotVoting`); `"fusion"`/None: the network's own.
     """
@@ -78,9 +73,7 @@ class FewShotSegmentationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss_weights = {k: float(v) for k, v in getattr(net, "loss_weights", {}).items()}
-        if scoring not in SCORING:
-            raise ValueError(f"scoring must be one of {', '.join(SCORING)}, got {scoring!r}")
-        self.scoring = scoring
+        self.scoring = check_scoring(scoring)
         self.ignore_boundary = bool(ignore_boundary)
         self.multiscale = tuple(int(side) for side in multiscale or ())
         self.kshot = kshot
@@ -202,33 +195,10 @@ class FewShotSegmentationModule(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:
         self.check_episodes(batch)
-        for pred, target, class_index in self._scored(batch, self.predict(batch)):
-            if not self.ignore_boundary:
-                target = torch.where(target == IGNORE_INDEX, 0, target)
+        for pred, target, class_index in scored(batch, self.predict(batch), self.scoring):
+            target = boundary(target, self.ignore_boundary)
             miou.update(pred, target, class_index)  # class_index (B,) or (B, N)
             fbiou.update(pred, target)
-
-    def _scored(
-        self, batch: dict[str, Tensor], scores: Tensor
-    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """(prediction, label, class index) to score, by `scoring`: the batch at once for
-        `transformed`, else each episode at its label's original size."""
-        if self.scoring == "transformed":
-            yield scores.argmax(1), batch["query_mask"], batch["class_index"]
-            return
-        if "raw_query_mask" not in batch:
-            raise ValueError(f"scoring={self.scoring} needs data.return_raw_label=true")
-        sizes = zip(batch["raw_size"].tolist(), batch["raw_valid"].tolist(), strict=True)
-        for b, ((h, w), (vh, vw)) in enumerate(sizes):
-            target = batch["raw_query_mask"][b : b + 1, :h, :w]
-            if self.scoring == "original":
-                region, out = scores[b : b + 1, :, :vh, :vw], (h, w)
-            else:  # original_padded: the whole canvas onto the label padded to a square
-                side = max(h, w)
-                region, out = scores[b : b + 1], (side, side)
-                target = F.pad(target, (0, side - w, 0, side - h), value=IGNORE_INDEX)
-            pred = F.interpolate(region, out, mode="bilinear", align_corners=True).argmax(1)
-            yield pred, target, batch["class_index"][b : b + 1]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_miou, self.val_fbiou)

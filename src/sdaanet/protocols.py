@@ -3,7 +3,7 @@ protocol as a preset (`eval/protocol=sdaanet_code|paper|pfenet|hsnet|bam|hdmnet`
 docs/protocols.md).
 
 A preset sets, per dataset, the episode count, the input side and resizing (`data.val_*`), the
-label scored (`scoring`, `sdaanet.lit.SCORING`), whether label 255 is left out, the seeds and
+label scored (`scoring`, `sdaanet.scoring.SCORING`), whether label 255 is left out, the seeds and
 how the runs are aggregated (`mean`, or BAM's and HDMNet's `best_and_mean`). It reproduces the
 protocol, not another codebase's episode draws (each preset's `differs` says what is not
 matched). A preset wins over the label mode; without one the label mode decides as before.

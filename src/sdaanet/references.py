@@ -113,7 +113,7 @@ def score_references(overrides: Sequence[str]) -> dict[str, object]:
     """The untrained network and the prototype baseline on the test episodes of the config
     that `overrides` compose, per seed of ``eval.seeds``."""
     from sdaanet.build import build_datamodule, build_module
-    from sdaanet.eval import summarise
+    from sdaanet.records import summarise
 
     cfg = compose_config(list(overrides))
     L.seed_everything(cfg.seed, workers=True)  # the initialisation training starts from

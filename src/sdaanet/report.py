@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import statistics
 import sys
@@ -36,9 +35,9 @@ from sdaanet.cli import entry_point
 from sdaanet.config import PLUMBING_ONLY
 from sdaanet.errors import SdaanetError, one_line
 from sdaanet.io import atomic_open, atomic_write
+from sdaanet.records import RecordError, mean_std, parse_override, read_record
 from sdaanet.sweep import FAILURE_FILE
 
-RECORD_KEYS = ("protocol", "summary", "seeds")
 IGNORED_KEYS = {"data.fold", "ckpt_path", "resume", "test", "test_ckpt"}
 IGNORED_PREFIXES = ("paths.", "hydra.", "hydra/")
 # what two evaluations must share to be averaged over folds ("seeds": how many)
@@ -180,34 +179,13 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def _problem(obj: dict[str, Any]) -> str | None:
-    """Why an object with the record keys cannot be used, or None."""
-    if not isinstance(obj["protocol"], dict) or not isinstance(obj["seeds"], list):
-        return "protocol must be an object and seeds a list"
-    if not obj["seeds"]:
-        return "no seeds"
-    for entry in obj["seeds"]:
-        if not isinstance(entry, dict) or "seed" not in entry:
-            return "every entry of seeds needs a seed"
-        values = [entry.get(k) for k in ("class_miou", "fbiou")]
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            return f"seed {entry['seed']} has no finite class_miou and fbiou"
-    return None
-
-
 def _read(file: Path) -> dict[str, Any] | None:
     """The record in `file`; None (with a warning if it is unreadable) if it holds none."""
     try:
-        obj = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        _warn(f"{file}: unreadable JSON ({one_line(exc)}); skipped")
+        return read_record(file)
+    except RecordError as exc:
+        _warn(f"{exc}; skipped")
         return None
-    if not isinstance(obj, dict) or not all(k in obj for k in RECORD_KEYS):
-        return None
-    if (problem := _problem(obj)) is not None:
-        _warn(f"{file}: unusable evaluation record ({problem}); skipped")
-        return None
-    return obj
 
 
 def _run_folders(path: Path) -> list[Path]:
@@ -308,11 +286,10 @@ def _overrides(record: dict[str, Any]) -> dict[str, str]:
     a configuration (the fold, checkpoint and resume options, paths, Hydra's own)."""
     out = {}
     for item in (record.get("configuration") or {}).get("overrides") or []:
-        raw, _, value = str(item).partition("=")
-        key = raw.lstrip("+~")
+        key, value = parse_override(str(item))
         if key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
             continue
-        out[key] = "(deleted)" if raw.startswith("~") else value
+        out[key] = "(deleted)" if value is None else value
     return out
 
 
@@ -365,7 +342,7 @@ def _folds_text(folds: Sequence[int]) -> str:
 
 def _stat(values: Sequence[float]) -> Stat:
     """Mean and sample std (0 for one value)."""
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    return Stat(*mean_std(values))
 
 
 def _describe(settings: dict[str, Any]) -> str:

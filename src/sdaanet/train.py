@@ -21,6 +21,7 @@ from sdaanet.config import CONF_DIR, job_configuration, register_resolvers
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError
 from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.records import existing_record, metrics_of, skipped, write_record
 from sdaanet.sweep import run_app, task
 from sdaanet.validate import check_config, precheck, sweeper_target
 
@@ -94,7 +95,7 @@ def selected_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> tuple[str | None
 def evaluate_run(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
     """Evaluate the run's selected checkpoint over `cfg.eval.seeds` as `sdaanet-eval` does and
     write the same record into the run directory."""
-    from sdaanet.eval import evaluate, metrics_of, write_record
+    from sdaanet.eval import evaluate
 
     ckpt_path, score = selected_checkpoint(trainer, cfg)
     if ckpt_path is None:
@@ -116,8 +117,6 @@ def evaluate_run(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fit, then (with `test`) evaluate the selected checkpoint; returns the final metrics. With
     `resume`, a run directory that holds its evaluation record is not run again."""
-    from sdaanet.eval import existing_record, metrics_of, skipped
-
     check_config(cfg)
     datamodule = build_datamodule(cfg)  # a bad data setting is an error, finished run or not
     if cfg.get("resume") and cfg.get("test") and (done := existing_record(cfg.paths.output_dir)):
