@@ -149,10 +149,13 @@ def _legacy_network(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def description(checkpoint: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
     """The checkpoint's `describe` record; built from `model_cfg` for a format-1 checkpoint
-    (whose data settings were not recorded: `data` is None)."""
+    (whose data settings were not recorded: `data` is None). A network node naming code that is
+    not a network is refused here, before anything reads it (`_check_targets`)."""
     hp = checkpoint.get("hyper_parameters") or {}
     if isinstance(hp.get("description"), Mapping):
-        return copy.deepcopy(dict(hp["description"]))
+        info = copy.deepcopy(dict(hp["description"]))
+        _check_targets(info.get("network"), path)
+        return info
     legacy = hp.get("model_cfg")
     if not isinstance(legacy, Mapping):
         raise CheckpointError(
