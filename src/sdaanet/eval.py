@@ -28,11 +28,7 @@ D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import logging
-import math
-import statistics
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -55,28 +51,31 @@ from sdaanet.checkpoint import (
     training_only,
 )
 from sdaanet.cli import entry_point
-from sdaanet.config import CONF_DIR, PLUMBING_ONLY, register_resolvers
+from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.console import setup_lines_once
 from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
-from sdaanet.io import atomic_open, atomic_write, unused_path
 from sdaanet.models.backbones import TRAINING_ONLY as BACKBONE_TRAINING_ONLY
 from sdaanet.protocols import TestProtocol, apply_protocol
+from sdaanet.records import (
+    RECORD_FORMAT,
+    configuration,
+    existing_record,
+    metrics_of,
+    parse_override,
+    print_record,
+    skipped,
+    summarise,
+    write_record,
+)
 from sdaanet.scoring import SCORING
 from sdaanet.sweep import run_app, task
 from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
 
-RECORD_FORMAT = 2
-
-
-def _key(override: str) -> str:
-    """`data.val_size` for `data.val_size=97`, `+x=1` -> `x`."""
-    return override.split("=", 1)[0].lstrip("+~")
-
 
 def _keys(overrides: Sequence[str]) -> list[str]:
-    return [_key(o) for o in overrides if "=" in o]
+    return [parse_override(o)[0] for o in overrides if "=" in o]
 
 
 def _differences(
@@ -167,76 +166,6 @@ def from_checkpoint(
     return f"from checkpoint {path}: {took}"
 
 
-def output_dir_of(checkpoint: Path) -> Path:
-    """`<run>/eval/` for `<run>/checkpoints/x.ckpt`, else `eval/` beside the checkpoint."""
-    parent = checkpoint.resolve().parent
-    run_dir = parent.parent if parent.name == "checkpoints" else parent
-    return run_dir / "eval"
-
-
-def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, sample std and best (max: BAM's and HDMNet's "Best") over seeds of class-mIoU,
-    FB-IoU and every class's IoU (over the seeds whose episodes drew the class; NaN when none
-    did)."""
-
-    def stats(values: list[float]) -> dict[str, float]:
-        values = [v for v in values if math.isfinite(v)]
-        if not values:
-            return {"mean": math.nan, "std": math.nan, "best": math.nan}
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return {"mean": statistics.fmean(values), "std": std, "best": max(values)}
-
-    n_classes = len(per_seed[0]["per_class_iou"])
-    return {
-        "class_miou": stats([r["class_miou"] for r in per_seed]),
-        "fbiou": stats([r["fbiou"] for r in per_seed]),
-        "per_class_iou": [
-            stats([r["per_class_iou"][c] for r in per_seed]) for c in range(n_classes)
-        ],
-    }
-
-
-def _write(record: dict[str, Any], json_path: Path, csv_path: Path | None = None) -> None:
-    atomic_write(json_path, json.dumps(record, indent=2) + "\n")
-    if csv_path is None:
-        return
-    names = record["classes"]
-    rows = [[r["seed"], r["class_miou"], r["fbiou"], *r["per_class_iou"]] for r in record["seeds"]]
-    s = record["summary"]
-    for key in ("mean", "std"):
-        rows.append(
-            [key, s["class_miou"][key], s["fbiou"][key], *(c[key] for c in s["per_class_iou"])]
-        )
-    with atomic_open(csv_path, "w", newline="") as f:
-        csv.writer(f).writerows([["seed", "class_miou", "fbiou", *names], *rows])
-
-
-def _print(record: dict[str, Any]) -> None:
-    p = record["protocol"]
-    print(
-        f"\n{p['dataset']} fold {p['fold']}, {p['shot']}-shot, {p['episodes']} episodes x "
-        f"{len(p['seeds'])} seeds, label mode {p['label_mode']} ({p['scored_on']})"
-        + (f", {p['trained_shot']}-shot checkpoint by {p['kshot']}" if p.get("kshot") else "")
-        + (f"; {PLUMBING_ONLY} (plumbing_only=true)" if record.get("plumbing_only") else "")
-    )
-    for r in record["seeds"]:
-        print(f"  seed {r['seed']:>6}  class-mIoU {r['class_miou']:.4f}  FB-IoU {r['fbiou']:.4f}")
-    s = record["summary"]
-    print(
-        f"  mean         class-mIoU {s['class_miou']['mean']:.4f} +- {s['class_miou']['std']:.4f}"
-        f"  FB-IoU {s['fbiou']['mean']:.4f} +- {s['fbiou']['std']:.4f}"
-    )
-    if p.get("aggregate") == "best_and_mean":
-        print(
-            f"  best         class-mIoU {s['class_miou']['best']:.4f}"
-            f"          FB-IoU {s['fbiou']['best']:.4f}"
-        )
-    per_class = ", ".join(
-        f"{n} {c['mean']:.3f}" for n, c in zip(record["classes"], s["per_class_iou"], strict=True)
-    )
-    print(f"  per class: {per_class}")
-
-
 def _header(datamodule: Any, protocol: TestProtocol, trained_size: int | None) -> str:
     """The evaluation's console line; a preset that moves the input off the size the checkpoint
     was trained at (`trained_size`, None if unrecorded) says so, as that alone changes scores."""
@@ -254,69 +183,6 @@ def _header(datamodule: Any, protocol: TestProtocol, trained_size: int | None) -
             f"trained at {trained_size} px"
         )
     return text
-
-
-def record_name(record: dict[str, Any]) -> str:
-    """The file stem of a record: the checkpoint and every protocol setting that changes the
-    numbers, e.g. `last-pascal-fold0-1shot-authors-1000ep-seeds321-325-473px`."""
-    p = record["protocol"]
-    seeds = p["seeds"]
-    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
-    seed_tag = (
-        f"{seeds[0]}-{seeds[-1]}"
-        if contiguous and len(seeds) > 1
-        else "+".join(str(s) for s in seeds)
-    )
-    mode = f"preset-{p['preset']}" if p.get("preset") else p["label_mode"]
-    return (
-        f"{Path(record['checkpoint']).stem}-{p['dataset']}-fold{p['fold']}-{p['shot']}shot-"
-        f"{mode}{'-multiscale' if p['multiscale'] else ''}"
-        f"{'-' + p['kshot'] if p.get('kshot') else ''}-{p['episodes']}ep-"
-        f"seeds{seed_tag}-{p['input_size']}px"
-    )
-
-
-def configuration(stored: dict[str, Any] | None, overrides: Sequence[str] | None) -> dict:
-    """The record's configuration: the checkpoint's training overrides with the evaluation's
-    command-line ones (ckpt_path aside) winning; the evaluation's experiment if it chose one."""
-    stored = stored or {"experiment": None, "overrides": []}
-    merged = {_key(o): o for o in stored["overrides"] if "=" in o}
-    for o in overrides or []:
-        if "=" in o and _key(o) != "ckpt_path":
-            merged[_key(o)] = o
-    chosen = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("experiment=")]
-    return {
-        "experiment": chosen[-1] if chosen else stored["experiment"],
-        "overrides": list(merged.values()),
-    }
-
-
-def existing_record(output_dir: str | Path) -> dict[str, Any] | None:
-    """The evaluation record `output_dir/metrics.json`, if a finished run left one."""
-    path = Path(output_dir) / "metrics.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "summary" in record else None
-
-
-def skipped(output_dir: str | Path) -> str:
-    """The line of a run that `resume` skips."""
-    return f"skipped: {output_dir} holds its evaluation record (resume=false runs it again)"
-
-
-def metrics_of(record: dict[str, Any]) -> dict[str, float]:
-    """The numbers an entry point returns for a record."""
-    s = record["summary"]
-    out = {
-        "test/class_miou": s["class_miou"]["mean"],
-        "test/class_miou_std": s["class_miou"]["std"],
-        "test/fbiou": s["fbiou"]["mean"],
-    }
-    if (record.get("validation") or {}).get("class_miou") is not None:
-        out["val/class_miou"] = record["validation"]["class_miou"]
-    return out
 
 
 def _test_loggers(cfg: DictConfig, seed: int, prefix: str) -> None:
@@ -406,21 +272,6 @@ def evaluate(
     }
 
 
-def write_record(record: dict[str, Any], output_dir: str | Path) -> list[Path]:
-    """Write `output_dir/metrics.json` and `<run>/eval/<record_name>.json/.csv` beside the
-    checkpoint's run, each under a free name (`-2`, `-3`, ...): no record replaces another."""
-    written = [unused_path(Path(output_dir) / "metrics.json")]
-    _write(record, written[0])
-    out = output_dir_of(Path(record["checkpoint"]))
-    json_path = unused_path(out / f"{record_name(record)}.json")
-    try:
-        _write(record, json_path, json_path.with_suffix(".csv"))
-        written += [json_path, json_path.with_suffix(".csv")]
-    except OSError as err:
-        log.warning("could not write next to the checkpoint (%s); see metrics.json", err)
-    return written
-
-
 def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, float]:
     """Test `cfg.ckpt_path` (a file, or a training run's directory) over `cfg.eval.seeds`; writes
     the record and returns its mean metrics. With `resume`, a run directory that already holds
@@ -431,15 +282,13 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, fl
         raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
     check_config(cfg)
     if cfg.get("resume") and (done := existing_record(cfg.paths.output_dir)):
-        print(
-            f"skipped: {cfg.paths.output_dir} holds its evaluation record (resume=false redoes it)"
-        )
+        print(skipped(cfg.paths.output_dir))
         return metrics_of(done)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path)
     record = evaluate(cfg, ckpt_path, overrides)
     if rank_zero_only.rank == 0:
         written = write_record(record, cfg.paths.output_dir)
-        _print(record)
+        print_record(record)
         print(f"evaluated {ckpt_path}; wrote {', '.join(str(w) for w in written)}")
     return metrics_of(record)
 
