@@ -465,15 +465,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     supports = [(img, m) for img, m in args.support]
     predictor = load_predictor(args.ckpt, args.device, args.multiscale)
-    if predictor.synthetic:
+    names = class_names(predictor.ways, args.names)
+    result = predictor.predict(supports, args.query, args.size)
+    if predictor.synthetic:  # after the inputs are checked: bad input stays one error line
         print(
             f"warning: {args.ckpt} was trained on the synthetic shapes at {predictor.size} px "
             "(--size defaults to it): a plumbing check, not a model of real photos "
             "(docs/predict.md)",
             file=sys.stderr,
         )
-    names = class_names(predictor.ways, args.names)
-    result = predictor.predict(supports, args.query, args.size)
     if predictor.ways == 1:
         mask_path, overlay_path = save_outputs(args.query, result, args.out)
         print(f"wrote {mask_path} and {overlay_path}")
