@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 from model import PATHS  # bench/model.py: plain fp32 and the fast path
 from omegaconf import OmegaConf
+from sdaanet.evaluation import from_checkpoint
 
 from sdaanet.build import build_datamodule
 from sdaanet.checkpoint import network_from_checkpoint
 from sdaanet.complexity import device_name
 from sdaanet.config import compose_config
-from sdaanet.eval import from_checkpoint
 from sdaanet.metrics import IGNORE_INDEX, ClassMIoU
 from sdaanet.protocols import apply_protocol
 from sdaanet.runtime import apply_runtime, autocast

@@ -212,11 +212,11 @@ class SupportMaskNet(torch.nn.Module):
 @pytest.mark.parametrize("preset", ["bam", "hdmnet"])
 def test_best_is_the_maximum_over_the_seeds_in_the_record(preset, tiny_ckpt, tmp_path, capsys,
                                                            monkeypatch):  # fmt: skip
-    import sdaanet.eval
+    import sdaanet.evaluation
 
-    real = sdaanet.eval.network_from_checkpoint
+    real = sdaanet.evaluation.network_from_checkpoint
     monkeypatch.setattr(
-        sdaanet.eval, "network_from_checkpoint", lambda *a: (SupportMaskNet(), real(*a)[1])
+        sdaanet.evaluation, "network_from_checkpoint", lambda *a: (SupportMaskNet(), real(*a)[1])
     )
     record = _eval(tmp_path, tiny_ckpt, f"eval/protocol={preset}", "eval.protocol.seeds=[1,2,3]",
                    "data.val_episodes=4")  # fmt: skip

@@ -20,6 +20,7 @@ from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, job_configuration, register_resolvers
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError
+from sdaanet.evaluation import evaluate
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.records import existing_record, metrics_of, skipped, write_record
 from sdaanet.sweep import run_app, task
@@ -95,8 +96,6 @@ def selected_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> tuple[str | None
 def evaluate_run(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
     """Evaluate the run's selected checkpoint over `cfg.eval.seeds` as `sdaanet-eval` does and
     write the same record into the run directory."""
-    from sdaanet.eval import evaluate
-
     ckpt_path, score = selected_checkpoint(trainer, cfg)
     if ckpt_path is None:
         log.warning("test=true but the run saved no checkpoint: nothing evaluated")

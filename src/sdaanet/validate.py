@@ -381,10 +381,10 @@ def _check_job(
 
 def _check_evaluation(cfg: DictConfig, overrides: Sequence[str], seen: dict[str, Any]) -> Any:
     """The checkpoint (missing, unreadable, unsafe, not an sdaanet one; read once) and what the
-    evaluation takes from it (`sdaanet.eval.from_checkpoint`: the shot, the network, the data),
-    silently; returns the evaluation's config with the test protocol applied."""
+    evaluation takes from it (`sdaanet.evaluation.from_checkpoint`: the shot, the network, the
+    data), silently; returns the evaluation's config with the test protocol applied."""
     from sdaanet.checkpoint import description, read_checkpoint, resolve_checkpoint
-    from sdaanet.eval import from_checkpoint
+    from sdaanet.evaluation import from_checkpoint
     from sdaanet.protocols import apply_protocol
 
     if not cfg.get("ckpt_path"):
