@@ -98,7 +98,9 @@ def test_a_plumbing_only_run_says_so_in_its_checkpoint_records_and_printout(
     assert json.loads((out / "metrics.json").read_text())["plumbing_only"] is True
     capsys.readouterr()
     quick = ["eval.seeds=[1]", "data.val_episodes=2", "plumbing_only=false"]
-    _eval(tmp_path / "e", out / "checkpoints" / "last.ckpt", *quick)
+    (tiny := tmp_path / "tiny").mkdir()  # a copy: records go beside it, not into the shared run
+    shutil.copy(out / "checkpoints" / "last.ckpt", tiny / "last.ckpt")
+    _eval(tmp_path / "e", tiny / "last.ckpt", *quick)
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["plumbing_only"] is True
     header = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("synthetic"))
     assert header.endswith("; plumbing-only run: not a result (plumbing_only=true)")
