@@ -3,7 +3,7 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -61,7 +61,8 @@ def _parts(group: str, option: str) -> tuple[dict, list]:
         if entry == "_self_":
             continue
         if isinstance(entry, str):
-            sub_selections, sub_own = _parts(group, entry.removesuffix("@_here_"))
+            included = PurePosixPath(option).parent / entry.removesuffix("@_here_")
+            sub_selections, sub_own = _parts(group, str(included))  # relative to this file
             selections.update(sub_selections)
             own.extend(sub_own)
         else:
