@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -21,6 +22,7 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
 
 
+@pytest.mark.slow  # ~30 s on 2 AVX2 cores; the failing-cell test runs the command fast
 def test_the_headless_command_runs_every_cell_on_the_given_checkpoint(tiny_ckpt, tmp_path):
     out = tmp_path / "nb" / "executed.ipynb"
     done = _run(tmp_path, "--ckpt", str(tiny_ckpt), "--out", str(out), "--episodes", "4")
