@@ -74,6 +74,15 @@ def failure_record(exc: BaseException, cfg: DictConfig, output_dir: Path) -> dic
     }
 
 
+def sweeper_target() -> str:
+    """The `_target_` of the running Hydra app's sweeper ("" outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return str(OmegaConf.select(HydraConfig.get(), "sweeper._target_", default="") or "")
+
+
 def task(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Wrap a Hydra task function. A single run: `entry_point`. A multirun job: any exception
     is written to the job's `failed.json` and printed as one `error:` line; then Hydra's basic
@@ -85,8 +94,6 @@ def task(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
         if not is_multirun():
             return single(cfg)
         from hydra.core.hydra_config import HydraConfig
-
-        from sdaanet.validate import sweeper_target
 
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         (output_dir / FAILURE_FILE).unlink(missing_ok=True)  # a rerun starts without it

@@ -23,8 +23,8 @@ from sdaanet.errors import ConfigError
 from sdaanet.evaluation import evaluate
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.records import existing_record, metrics_of, skipped, write_record
-from sdaanet.sweep import run_app, task
-from sdaanet.validate import check_config, precheck, sweeper_target
+from sdaanet.sweep import run_app, sweeper_target, task
+from sdaanet.validate import check_config, precheck
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from sdaanet.errors import ConfigError, SdaanetError, one_line
 from sdaanet.models.backbones import BACKBONE_NAMES
 from sdaanet.models.sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, TEACHERS
 from sdaanet.runtime import COMPILE_MODES, PRECISIONS
-from sdaanet.sweep import MULTIRUN_FLAGS
+from sdaanet.sweep import MULTIRUN_FLAGS, sweeper_target
 
 # what Hydra's override grammar refuses in an unquoted value (a path), or reads as a sweep
 GRAMMAR_CHARS = ("=", ",", "[", "]", "{", "}", "(", ")", "'", '"', "~", "#", "!", "&", ";", "^")
@@ -265,15 +265,6 @@ def check_selection(cfg: DictConfig, sweeper: str) -> None:
             f"tuning with the optuna sweeper must select on base classes, got "
             f"data.selection={selection}: add data.selection=base (experiment=tune_alpha_beta)"
         )
-
-
-def sweeper_target() -> str:
-    """The `_target_` of the running Hydra app's sweeper ("" outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return ""
-    return str(OmegaConf.select(HydraConfig.get(), "sweeper._target_", default="") or "")
 
 
 def _hydra_message(exc: BaseException) -> str:
