@@ -95,10 +95,10 @@ def _sha256(path: Path) -> str:
 def _verify(name: str, path: Path, url: str) -> None:
     prefix = expected_hash(name)
     if prefix is not None:
-        digest = _sha256(path)
-        if not digest.startswith(prefix):
+        sha256 = _sha256(path)
+        if not sha256.startswith(prefix):
             raise WeightsError(
-                f"downloaded {url} has SHA-256 {digest[:16]}..., expected it to start with "
+                f"downloaded {url} has SHA-256 {sha256[:16]}..., expected it to start with "
                 f"{prefix}: the file is corrupt or was replaced; it was deleted"
             )
     try:

@@ -118,11 +118,11 @@ class PairSource(Source):
 
     # -- cache ------------------------------------------------------------------------------
     def _cache_key(self) -> str:
-        digest = hashlib.sha256(f"{CACHE_VERSION} {sorted(self.valid_ids)}".encode())
+        fingerprint = hashlib.sha256(f"{CACHE_VERSION} {sorted(self.valid_ids)}".encode())
         for _, label in self.pairs:
             st = (self.root / label).stat()
-            digest.update(f"{label} {st.st_size} {st.st_mtime_ns}\n".encode())
-        return digest.hexdigest()
+            fingerprint.update(f"{label} {st.st_size} {st.st_mtime_ns}\n".encode())
+        return fingerprint.hexdigest()
 
     def _load_cache(self) -> list[dict[int, int]] | None:
         if self.cache_path is None or not self.cache_path.is_file():
