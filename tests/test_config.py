@@ -193,3 +193,10 @@ def test_cli_unknown_key_prints_hydra_error_not_our_traceback(tmp_path: Path):
     assert proc.returncode != 0
     assert "Could not override 'model.no_such_key'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_top_level_conf_is_the_package_config_directory():
+    root = Path(__file__).resolve().parents[1]
+    top = root / "conf"
+    assert top.is_symlink() and top.resolve() == (root / "src" / "sdaanet" / "conf").resolve()
+    assert (top / "train.yaml").read_text() == (CONF_DIR / "train.yaml").read_text()
