@@ -143,7 +143,7 @@ class EpisodeDataset(Dataset):
         self._class_pos = {c: i for i, c in enumerate(self.classes)}
         self._warn_excluded(min_area, class_names or {})
         self._usable = self._usable_classes(min_area)
-        self._strict = self._anchor_classes(min_area)
+        self._anchors = self._anchor_classes(min_area)
         self.episodes = len(self.index.queries) if episodes is None else int(episodes)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -248,7 +248,7 @@ class EpisodeDataset(Dataset):
         query = self.index.queries[q]
         candidates = self.index.query_classes[q]
         if self.ways > 1:  # the query's own class must survive the transform: >= min_area
-            candidates = self._strict[q]
+            candidates = self._anchors[q]
         class_ids = (candidates[int(rng.integers(len(candidates)))],)
         if self.ways > 1:
             others = [c for c in self._usable if c != class_ids[0]]
