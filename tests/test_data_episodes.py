@@ -202,3 +202,15 @@ def test_evaluation_episodes_are_the_same_for_any_world_size_and_workers(val_src
         for key, item in reference.items():
             for k, v in item.items():
                 assert torch.equal(v, other[key][k]), (world, key, k)
+
+
+def test_classes_left_out_are_one_warning_pointing_at_the_caller(val_src):
+    transform = build_transform("val", 33)
+    with pytest.warns(UserWarning, match="left out of the episodes") as caught:
+        EpisodeDataset(val_src, NOVEL, 5, transform, seed=3, min_area=600)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert str(caught[0].message) == (
+        "synthetic: left out of the episodes, having fewer than shot+1 = 6 images with >= 600 "
+        "pixels: class 1 (1): 5 images, class 3 (3): 4 images, class 4 (4): 4 images, "
+        "class 5 (5): 4 images"
+    )

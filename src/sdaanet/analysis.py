@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from sdaanet.checkpoint import description, summary
 from sdaanet.data.collate import collate_episodes
 from sdaanet.metrics import ClassMIoU, FBIoU, episode_counts
+from sdaanet.models import SDAANetTrace
 from sdaanet.models.layers import masked_gap, resize
 from sdaanet.models.sdpm import reweight
 
@@ -66,6 +67,9 @@ class Records:
     """(pred, target, class_index) per batch, for the package's metrics."""
 
 
+_ROWS = ("episode", "cid", "cidx", "size", "i", "u")  # Records' first six fields, in order
+
+
 @torch.no_grad()
 def collect(
     net: nn.Module,
@@ -80,7 +84,7 @@ def collect(
     images and maps; `n_classes` is the fold's number of test classes."""
     net.eval()
     device = next(net.parameters()).device
-    rows: dict[str, list[Any]] = {k: [] for k in ("episode", "cid", "cidx", "size", "i", "u")}
+    rows: dict[str, list[Any]] = {k: [] for k in _ROWS}
     protos: list[Tensor] = []
     sdpm: list[Tensor] = []
     shown: list[EpisodeShow] = []
@@ -99,44 +103,56 @@ def collect(
             b["support_masks"].to(device),
         )
         pred = trace.logits.argmax(1).cpu()
-        target = b["query_mask"]
-        inter, union = episode_counts(pred, target)
-        rows["episode"] += b["episode_index"].tolist()
-        rows["cid"] += b["class_id"].tolist()
-        rows["cidx"] += b["class_index"].tolist()
-        rows["size"] += (target == 1).flatten(1).sum(1).tolist()
-        rows["i"] += inter[:, 1].tolist()
-        rows["u"] += union[:, 1].tolist()
+        _add_rows(rows, b, pred)
         protos.append(trace.prototype.float().cpu())
         if trace.sdpm_prototype is not None:
             sdpm.append(trace.sdpm_prototype.float().cpu())
-        kept.append((pred, target, b["class_index"]))
-        for j in range(min(take, show - len(shown))):
-            attn = trace.attention
-            shown.append(
-                EpisodeShow(
-                    int(b["episode_index"][j]),
-                    int(b["class_id"][j]),
-                    b["support_images"][j, 0],
-                    b["support_masks"][j, 0],
-                    b["query_image"][j],
-                    target[j],
-                    pred[j],
-                    trace.prior[j, 0].float().cpu(),
-                    None if attn is None else attn[j, 0].float().cpu(),
-                )
-            )
+        kept.append((pred, b["query_mask"], b["class_index"]))
+        shown += _shows(b, trace, pred, min(take, show - len(shown)))
         seen += take
     if not seen:
         raise ValueError("collect: the loader gave no episodes")
     return Records(
-        *(np.asarray(rows[k]) for k in ("episode", "cid", "cidx", "size", "i", "u")),
+        *(np.asarray(rows[k]) for k in _ROWS),
         prototype=torch.cat(protos).numpy(),
         sdpm_prototype=torch.cat(sdpm).numpy() if sdpm else None,
         n_classes=n_classes,
         shown=shown,
         batches=kept,
     )
+
+
+def _add_rows(rows: dict[str, list[Any]], batch: Mapping[str, Tensor], pred: Tensor) -> None:
+    """Append a batch's per-episode statistics to `collect`'s rows (`_ROWS`)."""
+    target = batch["query_mask"]
+    inter, union = episode_counts(pred, target)
+    rows["episode"] += batch["episode_index"].tolist()
+    rows["cid"] += batch["class_id"].tolist()
+    rows["cidx"] += batch["class_index"].tolist()
+    rows["size"] += (target == 1).flatten(1).sum(1).tolist()
+    rows["i"] += inter[:, 1].tolist()
+    rows["u"] += union[:, 1].tolist()
+
+
+def _shows(
+    batch: Mapping[str, Tensor], trace: SDAANetTrace, pred: Tensor, n: int
+) -> list[EpisodeShow]:
+    """The batch's first `n` episodes for display (none when `n` <= 0)."""
+    attn = trace.attention
+    return [
+        EpisodeShow(
+            int(batch["episode_index"][j]),
+            int(batch["class_id"][j]),
+            batch["support_images"][j, 0],
+            batch["support_masks"][j, 0],
+            batch["query_image"][j],
+            batch["query_mask"][j],
+            pred[j],
+            trace.prior[j, 0].float().cpu(),
+            None if attn is None else attn[j, 0].float().cpu(),
+        )
+        for j in range(n)
+    ]
 
 
 def class_miou(records: Records, select: np.ndarray | None = None) -> float:

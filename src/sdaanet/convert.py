@@ -208,25 +208,57 @@ def convert_authors_checkpoint(
     if source is not None and source not in SOURCES:
         raise ConfigError(f"source must be one of {SOURCES}, got {source!r}")
     state = _unwrap(state_dict)
-    unknown = sorted(k for k in state if _rename(k) is None)
-    if unknown:
-        raise CheckpointError(
-            f"{len(unknown)} unknown key(s) (not an SD-AANet/PFENet checkpoint?): {_head(unknown)}"
-        )
+    _check_known(state)
     arch = infer_architecture(state)
     if source is not None and source != arch["name"]:
         raise CheckpointError(
             f"source={source!r} but the keys say {arch['name']!r}: {arch['evidence']}"
         )
+    network = _network(arch, _decoder_scales(arch, ppm_scales), shot)
+    converted = {PREFIX + str(_rename(k)): v for k, v in state.items()}
+    _check_against(converted, _expected_state(network), arch)
+    return {
+        "state_dict": converted,
+        "hyper_parameters": {
+            "description": {
+                "format": FORMAT,
+                "network": network,
+                "shot": int(shot),
+                "input_size": None,
+                "data": None,
+                "selection": "novel",
+            },
+            "n_test_classes": int(n_test_classes),
+        },
+        "sdaanet_converted_from": source or arch["name"],
+    }
+
+
+def _check_known(state: Mapping[str, Tensor]) -> None:
+    """Every key must be one of the authors' (``AUTHORS_KEY_PREFIXES``)."""
+    unknown = sorted(k for k in state if _rename(k) is None)
+    if unknown:
+        raise CheckpointError(
+            f"{len(unknown)} unknown key(s) (not an SD-AANet/PFENet checkpoint?): {_head(unknown)}"
+        )
+
+
+def _decoder_scales(arch: Mapping[str, Any], ppm_scales: Sequence[float] | None) -> list[float]:
+    """``ppm_scales`` (default PASCAL's), one per ``init_merge`` head of the checkpoint."""
     scales = list(PASCAL_PPM_SCALES if ppm_scales is None else ppm_scales)
     if len(scales) != arch["n_bins"]:
         raise CheckpointError(
             f"the checkpoint has {arch['n_bins']} decoder bins (init_merge.0..{arch['n_bins'] - 1})"
             f" but ppm_scales={scales} has {len(scales)}: pass matching ppm_scales"
         )
-    network = _network(arch, scales, shot)
-    converted = {PREFIX + str(_rename(k)): v for k, v in state.items()}
-    expected = {PREFIX + k: s for k, s in _expected_state(network).items()}
+    return scales
+
+
+def _check_against(
+    converted: Mapping[str, Tensor], shapes: Mapping[str, tuple[int, ...]], arch: Mapping[str, Any]
+) -> None:
+    """The converted keys are exactly the network's (``shapes``, without ``net.``), shapes too."""
+    expected = {PREFIX + k: s for k, s in shapes.items()}
     missing = sorted(set(expected) - set(converted))
     if missing:
         raise CheckpointError(
@@ -246,21 +278,6 @@ def convert_authors_checkpoint(
     ]
     if bad:
         raise CheckpointError(f"{len(bad)} shape mismatch(es): {'; '.join(bad[:5])}")
-    return {
-        "state_dict": converted,
-        "hyper_parameters": {
-            "description": {
-                "format": FORMAT,
-                "network": network,
-                "shot": int(shot),
-                "input_size": None,
-                "data": None,
-                "selection": "novel",
-            },
-            "n_test_classes": int(n_test_classes),
-        },
-        "sdaanet_converted_from": source or arch["name"],
-    }
 
 
 def eval_command(path: str | Path, network: Mapping[str, Any]) -> str:

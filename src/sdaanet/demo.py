@@ -18,9 +18,13 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader
 
 from sdaanet.build import build_datamodule, build_module
 from sdaanet.checkpoint import load_network_weights, read_checkpoint
@@ -47,7 +51,9 @@ def predict_example(ckpt: str, dataset: EpisodeDataset, out: Path) -> Path:
     return save_outputs(query, pred, out, stem="episode0_query")[1]
 
 
-def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
+def run(overrides: list[str], experiment: str = "demo") -> dict[str, Any]:
+    """Pre-train the backbone if its weights are missing, train, score the trained network and
+    the two references on the novel classes, write the demo's files; returns its summary."""
     start = time.time()
     # composed and checked as sdaanet-train's: a bad override is one line, before pre-training
     cfg = precheck("train", [f"experiment={experiment}", *overrides])
@@ -74,19 +80,7 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
         "prior_threshold_0.5": evaluate(prior_predictor(untrained), loader, n),
     }
 
-    rows = []
-    for batch in loader:
-        preds = network_predictor(module.net)(batch)
-        for i in range(preds.shape[0]):
-            images, masks = batch["support_images"][i, 0], batch["support_masks"][i, 0]
-            target, pred = batch["query_mask"][i], preds[i]
-            if multiclass:  # the first class's support; every class counts as foreground
-                images, masks = images[0], masks[0]
-                target, pred = foreground(target), foreground(pred)
-            rows.append(episode_row(images, masks, batch["query_image"][i], target, pred))
-        if len(rows) >= 6:
-            break
-    grid = save_grid(rows[:6], out / "demo_episodes.png")
+    grid = save_grid(_episode_rows(module.net, loader, multiclass), out / "demo_episodes.png")
     example = None if multiclass else predict_example(ckpt, loader.dataset, out)
 
     summary = {
@@ -98,16 +92,42 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, object]:
         "seconds": round(time.time() - start, 1),
     }
     atomic_write(out / "demo_results.json", json.dumps(summary, indent=2))
-    mode = f"{cfg.data.ways}-way multi-class" if multiclass else "binary"
+    _print_summary(cfg, n, summary, out / "demo_results.json")
+    return summary
+
+
+def _episode_rows(net: nn.Module, loader: DataLoader, multiclass: bool) -> list[list[np.ndarray]]:
+    """The demo grid's first six test episodes: support, query, target and prediction."""
+    rows = []
+    for batch in loader:
+        preds = network_predictor(net)(batch)
+        for i in range(preds.shape[0]):
+            images, masks = batch["support_images"][i, 0], batch["support_masks"][i, 0]
+            target, pred = batch["query_mask"][i], preds[i]
+            if multiclass:  # the first class's support; every class counts as foreground
+                images, masks = images[0], masks[0]
+                target, pred = foreground(target), foreground(pred)
+            rows.append(episode_row(images, masks, batch["query_image"][i], target, pred))
+        if len(rows) >= 6:
+            break
+    return rows[:6]
+
+
+def _print_summary(cfg: DictConfig, n: int, summary: dict[str, Any], results_json: Path) -> None:
+    """The three class-mIoUs on the `n` novel classes and where the demo's files are."""
+    results = summary["novel_class_miou"]
+    mode = f"{cfg.data.ways}-way multi-class" if cfg.data.ways > 1 else "binary"
     print(f"\nSD-AANet demo ({mode}), fold {cfg.data.fold}, {cfg.shot}-shot, novel classes ({n}):")
     for name, m in results.items():
         print(f"  {name:<22} class-mIoU {m['class_miou']:.4f}   FB-IoU {m['fbiou']:.4f}")
     print(f"  trained, per class (Table VIII style): {results['trained']['per_class_iou']}")
-    print(f"checkpoint:  {ckpt}\nmetrics CSV: {summary['metrics_csv']}\nepisodes:    {grid}")
-    if example is not None:
-        print(f"overlay:     {example}  (sdaanet-predict on test episode 0)")
-    print(f"results:     {out / 'demo_results.json'}  ({summary['seconds']} s)")
-    return summary
+    print(
+        f"checkpoint:  {summary['checkpoint']}\nmetrics CSV: {summary['metrics_csv']}\n"
+        f"episodes:    {summary['episodes_png']}"
+    )
+    if summary["predict_overlay_png"] is not None:
+        print(f"overlay:     {summary['predict_overlay_png']}  (sdaanet-predict on test episode 0)")
+    print(f"results:     {results_json}  ({summary['seconds']} s)")
 
 
 @entry_point

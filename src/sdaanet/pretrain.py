@@ -75,38 +75,19 @@ def pretrain_backbone(
         net = build_backbone(backbone, output_stride=output_stride)
     net.requires_grad_(True).train()
     base = datamodule.split_classes("train")
-    source = datamodule.make_source("train")
-    dataset = BaseClassPixels(source, base, size, seed)
-    with torch.no_grad():
-        width3 = net.mid(torch.zeros(2, 3, size, size))[0].shape[1]
-    heads = nn.ModuleList(
-        [nn.Conv2d(width3, len(base) + 1, 1), nn.Conv2d(net.high_channels, len(base) + 1, 1)]
-    )
+    dataset = BaseClassPixels(datamodule.make_source("train"), base, size, seed)
+    heads = _heads(net, size, len(base) + 1)
     params = [*net.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    sampler = torch.utils.data.RandomSampler(
-        dataset, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(seed)
-    )
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=1)
     log.info(  # bit-identical weights need the same thread count and CPU capability
         "pretrain on %d torch threads, CPU capability %s",
         torch.get_num_threads(),
         torch.backends.cpu.get_cpu_capability(),
     )
     start = time.time()
-    for step, (images, labels) in enumerate(loader):
-        f3 = net.layer3(net.layer2(net.layer1(net.layer0(images))))
-        f4 = net.layer4(f3)
-        loss = sum(
-            w
-            * F.cross_entropy(
-                F.interpolate(h(f), size=labels.shape[-2:], mode="bilinear", align_corners=True),
-                labels,
-                ignore_index=255,
-            )
-            for w, h, f in ((0.4, heads[0], f3), (1.0, heads[1], f4))
-        )
+    for step, (images, labels) in enumerate(_loader(dataset, steps, batch_size, seed)):
+        loss = _loss(net, heads, images, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -122,3 +103,38 @@ def pretrain_backbone(
             )
     state = net.state_dict()
     return atomic_write(out, lambda f: torch.save(state, f))
+
+
+def _heads(net: nn.Module, size: int, n_classes: int) -> nn.ModuleList:
+    """The 1x1 classifiers on layer3 and layer4 (thrown away after pre-training); layer3's
+    width is measured by a forward pass of zeros."""
+    with torch.no_grad():
+        width3 = net.mid(torch.zeros(2, 3, size, size))[0].shape[1]
+    return nn.ModuleList(
+        [nn.Conv2d(width3, n_classes, 1), nn.Conv2d(net.high_channels, n_classes, 1)]
+    )
+
+
+def _loader(dataset: Dataset, steps: int, batch_size: int, seed: int) -> DataLoader:
+    """``steps`` batches of images drawn with replacement, in an order fixed by ``seed``."""
+    sampler = torch.utils.data.RandomSampler(
+        dataset, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(seed)
+    )
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=1)
+
+
+def _loss(
+    net: nn.Module, heads: nn.ModuleList, images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Per-pixel cross-entropy of both heads (weights 0.4 layer3, 1.0 layer4), void ignored."""
+    f3 = net.layer3(net.layer2(net.layer1(net.layer0(images))))
+    f4 = net.layer4(f3)
+    return sum(
+        w
+        * F.cross_entropy(
+            F.interpolate(h(f), size=labels.shape[-2:], mode="bilinear", align_corners=True),
+            labels,
+            ignore_index=255,
+        )
+        for w, h, f in ((0.4, heads[0], f3), (1.0, heads[1], f4))
+    )

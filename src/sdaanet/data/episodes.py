@@ -65,6 +65,16 @@ class EpisodePlan:
         return self.class_ids[0]
 
 
+def _check_counts(*, shot: int, ways: int, seed: int) -> None:
+    """One line naming the first of ``shot >= 1``, ``ways >= 1``, ``seed >= 0`` that fails."""
+    if shot < 1:
+        raise ValueError(f"shot must be >= 1, got {shot}")
+    if ways < 1:
+        raise ValueError(f"ways must be >= 1, got {ways}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+
+
 class EpisodeDataset(Dataset):
     """Episodes of one split as dicts of tensors (docs/interfaces.md).
 
@@ -110,12 +120,7 @@ class EpisodeDataset(Dataset):
         class_names: Mapping[int, str] | None = None,
         index: EpisodeIndex | None = None,
     ) -> None:
-        if shot < 1:
-            raise ValueError(f"shot must be >= 1, got {shot}")
-        if ways < 1:
-            raise ValueError(f"ways must be >= 1, got {ways}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        _check_counts(shot=shot, ways=ways, seed=seed)
         self.source = source
         self.shot = int(shot)
         self.ways = int(ways)
@@ -136,44 +141,61 @@ class EpisodeDataset(Dataset):
         self.index = index
         self.classes = self.index.classes
         self._class_pos = {c: i for i, c in enumerate(self.classes)}
-        names = class_names or {}
-        if self.index.excluded:
-            detail = ", ".join(
-                f"class {c} ({names.get(c, c)}): {n} images" for c, n in self.index.excluded.items()
-            )
-            warnings.warn(
-                f"{source.name}: left out of the episodes, having fewer than shot+1 = "
-                f"{self.shot + 1} images with >= {min_area} pixels: {detail}",
-                stacklevel=2,
-            )
-        if not self.index.queries:
-            raise DataError(
-                f"no {source.name} image holds a class of {list(self.classes)} with >= "
-                f"{min_area} pixels in >= {self.shot + 1} images; nothing to build episodes from"
-            )
-        self._usable = self.index.usable
-        if self.ways > len(self._usable):
-            raise ValueError(
-                f"ways={self.ways} but only {len(self._usable)} classes of this split have "
-                f">= {self.shot + 1} images: use ways <= {len(self._usable)} or another fold"
-            )
-        # N-way: the query's anchor class is one it holds with >= min_area pixels, so that it
-        # survives the transform (the binary episodes keep the authors' any-area rule)
-        self._strict: list[tuple[int, ...]] = []
-        if self.ways > 1:
-            pools = {c: set(v) for c, v in self.index.class_images.items()}
-            for q, cands in zip(self.index.queries, self.index.query_classes, strict=True):
-                self._strict.append(tuple(c for c in cands if q in pools[c]))
-                if not self._strict[-1]:
-                    raise ValueError(
-                        f"{source.describe(q)}: the query holds no class of this split with >= "
-                        f"{min_area} pixels; an N-way episode's query must hold a support class"
-                    )
+        self._warn_excluded(min_area, class_names or {})
+        self._usable = self._usable_classes(min_area)
+        self._anchors = self._anchor_classes(min_area)
         self.episodes = len(self.index.queries) if episodes is None else int(episodes)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
         self._pools = {c: np.asarray(v, dtype=np.int64) for c, v in self.index.class_images.items()}
         self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    # -- checking the index -------------------------------------------------------------------
+    def _warn_excluded(self, min_area: int, names: Mapping[int, str]) -> None:
+        """Warn (at the caller of ``__init__``) about the classes the index left out."""
+        if not self.index.excluded:
+            return
+        detail = ", ".join(
+            f"class {c} ({names.get(c, c)}): {n} images" for c, n in self.index.excluded.items()
+        )
+        warnings.warn(
+            f"{self.source.name}: left out of the episodes, having fewer than shot+1 = "
+            f"{self.shot + 1} images with >= {min_area} pixels: {detail}",
+            stacklevel=3,
+        )
+
+    def _usable_classes(self, min_area: int) -> tuple[int, ...]:
+        """The index's usable classes, once it is known that they can fill an episode."""
+        if not self.index.queries:
+            raise DataError(
+                f"no {self.source.name} image holds a class of {list(self.classes)} with >= "
+                f"{min_area} pixels in >= {self.shot + 1} images; nothing to build episodes from"
+            )
+        usable = self.index.usable
+        if self.ways > len(usable):
+            raise ValueError(
+                f"ways={self.ways} but only {len(usable)} classes of this split have "
+                f">= {self.shot + 1} images: use ways <= {len(usable)} or another fold"
+            )
+        return usable
+
+    def _anchor_classes(self, min_area: int) -> list[tuple[int, ...]]:
+        """Per query, the classes an N-way episode may anchor on (empty list for 1-way).
+
+        N-way: the query's anchor class is one it holds with >= min_area pixels, so that it
+        survives the transform (the binary episodes keep the authors' any-area rule)."""
+        if self.ways == 1:
+            return []
+        pools = {c: set(v) for c, v in self.index.class_images.items()}
+        anchors: list[tuple[int, ...]] = []
+        for q, cands in zip(self.index.queries, self.index.query_classes, strict=True):
+            anchors.append(tuple(c for c in cands if q in pools[c]))
+            if not anchors[-1]:
+                raise ValueError(
+                    f"{self.source.describe(q)}: the query holds no class of this split with >= "
+                    f"{min_area} pixels; an N-way episode's query must hold a support class"
+                )
+        return anchors
 
     def __len__(self) -> int:
         return self.episodes
@@ -226,7 +248,7 @@ class EpisodeDataset(Dataset):
         query = self.index.queries[q]
         candidates = self.index.query_classes[q]
         if self.ways > 1:  # the query's own class must survive the transform: >= min_area
-            candidates = self._strict[q]
+            candidates = self._anchors[q]
         class_ids = (candidates[int(rng.integers(len(candidates)))],)
         if self.ways > 1:
             others = [c for c in self._usable if c != class_ids[0]]
