@@ -599,3 +599,21 @@ def test_python_m_runs(tmp_path):
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith("wrote ")
+
+
+RECORDS = Path(__file__).parent / "golden" / "records"
+
+
+@pytest.mark.parametrize("written_by", ["sweep", "format0"])
+def test_records_of_earlier_versions_print_the_same_table(tmp_path, capsys, written_by):
+    """tests/golden/records/: `sweep` as `sdaanet-train -m` wrote it (record format 2, a two-fold
+    two-seed cell and a failed job's failed.json); `format0` the same evaluations with only the
+    keys the first eval records had (no format, configuration, evaluated_at, protocol.folds). The
+    table printed and report.md are those the code gave when the fixture was written."""
+    assert exit_code(main, [RECORDS / written_by, "--out", tmp_path]) == 0
+    printed = capsys.readouterr().out.replace(str(RECORDS), "RECORDS")
+    assert printed.replace(str(tmp_path), "OUT") == (
+        RECORDS / f"{written_by}.printed.md"
+    ).read_text(encoding="utf-8")
+    md = (tmp_path / "report.md").read_text(encoding="utf-8").replace(str(RECORDS), "RECORDS")
+    assert md == (RECORDS / f"{written_by}.report.md").read_text(encoding="utf-8")
