@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 from tests.helpers.cli import exit_code
 
-from sdaanet.report import ReportError, load_records, main, report
+from sdaanet.report import main
+from sdaanet.reporting.collect import ReportError, load_records
+from sdaanet.reporting.write import report
 
 SEEDS = (321, 322, 323)
 PAPER = {
