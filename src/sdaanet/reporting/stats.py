@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,10 +29,11 @@ def over_folds(per_seed: Sequence[Sequence[dict[str, float]]], metric: str) -> S
     """Mean over folds of the fold means of `metric`, from each fold's per-seed scores; its std
     is the sample std over seeds of the per-seed fold mean, defined only when every fold has the
     same seeds."""
-    mean = statistics.fmean(Stat.of([e[metric] for e in fold]).mean for fold in per_seed)
+    mean = Stat.of([Stat.of([e[metric] for e in fold]).mean for fold in per_seed]).mean
     by_seed = [{e["seed"]: e[metric] for e in fold} for fold in per_seed]
     seeds = [e["seed"] for e in per_seed[0]]
     same = len(set(seeds)) == len(seeds) and all(sorted(s) == sorted(seeds) for s in by_seed)
     if not same:
         return Stat(mean, None)
-    return Stat(mean, Stat.of([statistics.fmean(s[seed] for s in by_seed) for seed in seeds]).std)
+    fold_mean_by_seed = [Stat.of([s[seed] for s in by_seed]).mean for seed in seeds]
+    return Stat(mean, Stat.of(fold_mean_by_seed).std)
