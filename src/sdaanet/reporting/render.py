@@ -60,24 +60,26 @@ def _delta_text(row: Row) -> str:
     return f"{delta} ({row.paper_mismatch})".strip() if row.paper_mismatch else delta
 
 
-def to_markdown(table: Table) -> str:
-    """The table in Markdown (class-mIoU, then FB-IoU per fold), its marks explained and one
-    line per protocol under it."""
-    with_paper = any(r.paper for r in table.rows)
-    several = len(table.protocols) > 1
+def _plumbing_banner(table: Table) -> list[str]:
+    """The bold line above a table with plumbing-only rows (none without)."""
+    plumbing = [r for r in table.rows if r.plumbing_only]
+    if not plumbing:
+        return []
+    which = "every row" if len(plumbing) == len(table.rows) else "rows noted so"
+    return [
+        f"**{PLUMBING_ONLY[0].upper()}{PLUMBING_ONLY[1:]}** ({which}: plumbing_only=true, "
+        "e.g. debug=tiny): these numbers show that the pipeline runs, not what the method "
+        "does, and are not compared with the paper.",
+        "",
+    ]
+
+
+def _class_miou_table(table: Table, with_paper: bool, several: bool) -> list[str]:
+    """The main table: per fold class-mIoU, the means, the paper's, protocols and notes."""
     folds = [f"fold {f}" for f in table.folds]
     head = ["configuration", *folds, "mean", "FB-IoU", *(["paper", "Δ"] if with_paper else [])]
     head += [*(["protocol"] if several else []), "notes"]
     lines = [_md_line(head), _md_line(["---"] * len(head))]
-    plumbing = [r for r in table.rows if r.plumbing_only]
-    if plumbing:
-        which = "every row" if len(plumbing) == len(table.rows) else "rows noted so"
-        lines[:0] = [
-            f"**{PLUMBING_ONLY[0].upper()}{PLUMBING_ONLY[1:]}** ({which}: plumbing_only=true, "
-            "e.g. debug=tiny): these numbers show that the pipeline runs, not what the method "
-            "does, and are not compared with the paper.",
-            "",
-        ]
     for row in table.rows:
         cells = [row.label, *(_fold_text(row, f, "class_miou") for f in table.folds)]
         cells += [_mean_text(row), _mean_text(row, "fbiou")]
@@ -86,7 +88,12 @@ def to_markdown(table: Table) -> str:
         cells += [", ".join(row.protocols)] if several else []
         notes = row.notes + (_gaps(row) if row.partial else [])
         lines.append(_md_line([*cells, "; ".join(notes)]))
-    lines += [
+    return lines
+
+
+def _legend(table: Table, with_paper: bool, several: bool) -> list[str]:
+    """What the table's numbers and marks mean, its failed cells and its protocols."""
+    lines = [
         "",
         "Fold cells: class-mIoU (%), mean ± sample std over the seeds of one evaluation. mean: "
         "over the folds (± over the seeds of the per-seed fold mean, where every fold has the "
@@ -108,11 +115,25 @@ def to_markdown(table: Table) -> str:
         lines += ["", "Protocols:", *(f"- {p.id}: {p.text}" for p in table.protocols)]
     elif table.protocols:
         lines += ["", f"Protocol: {table.protocols[0].text}"]
-    fb_head = ["configuration", *folds]
-    lines += ["", "FB-IoU (%) per fold:", "", _md_line(fb_head), _md_line(["---"] * len(fb_head))]
+    return lines
+
+
+def _fbiou_table(table: Table) -> list[str]:
+    """FB-IoU per fold, one line per row."""
+    head = ["configuration", *(f"fold {f}" for f in table.folds)]
+    lines = ["", "FB-IoU (%) per fold:", "", _md_line(head), _md_line(["---"] * len(head))]
     for row in table.rows:
-        fb = [_fold_text(row, f, "fbiou") for f in table.folds]
-        lines.append(_md_line([row.label, *fb]))
+        lines.append(_md_line([row.label, *(_fold_text(row, f, "fbiou") for f in table.folds)]))
+    return lines
+
+
+def to_markdown(table: Table) -> str:
+    """The table in Markdown (class-mIoU, then FB-IoU per fold), its marks explained and one
+    line per protocol under it."""
+    with_paper = any(r.paper for r in table.rows)
+    several = len(table.protocols) > 1
+    lines = _plumbing_banner(table) + _class_miou_table(table, with_paper, several)
+    lines += _legend(table, with_paper, several) + _fbiou_table(table)
     return "\n".join(lines) + "\n"
 
 
