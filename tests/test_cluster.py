@@ -133,7 +133,7 @@ def test_plain_runs_keep_trainer_nodes_and_devices(trainer, devices):
 @pytest.mark.slow  # 20-45 s on a 2-core AVX2 machine
 def test_submitit_local_sweep_reports_rows_by_folds(tmp_path):
     """2 alphas x 2 folds as submitit subprocesses, each evaluated over 2 seeds, in one table."""
-    from sdaanet.report import report
+    from sdaanet.reporting.write import report
 
     sweep = tmp_path / "sweep"
     proc = _train(

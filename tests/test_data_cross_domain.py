@@ -20,7 +20,8 @@ from sdaanet.data.modules import ISICDataModule
 from sdaanet.data.sources.crossdomain import kept, listing
 from sdaanet.errors import DataConfigError, DataNotFoundError
 from sdaanet.eval import run as run_eval
-from sdaanet.report import build_table, load_records
+from sdaanet.reporting.collect import load_records
+from sdaanet.reporting.rows import build_table
 
 SIZE = 24
 FSS_CLASSES = ("bee", "cup")

@@ -250,7 +250,8 @@ def test_k_shot_without_a_choice_is_refused_and_names_it(tiny_ckpt, tmp_path):
 
 # ------------------------------------------------------------------ presets in the report
 def test_the_report_never_puts_two_presets_in_one_column_unmarked(tmp_path):
-    from sdaanet.report import build_table, load_records
+    from sdaanet.reporting.collect import load_records
+    from sdaanet.reporting.rows import build_table
     from test_report import record, write
 
     def preset_record(fold, preset, experiment, in_overrides=True):

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 from tests.helpers.cli import exit_code
 
-from sdaanet.report import ReportError, load_records, main, report
+from sdaanet.report import main
+from sdaanet.reporting.collect import ReportError, load_records
+from sdaanet.reporting.write import report
 
 SEEDS = (321, 322, 323)
 PAPER = {
@@ -599,3 +601,27 @@ def test_python_m_runs(tmp_path):
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith("wrote ")
+
+
+RECORDS = Path(__file__).parent / "golden" / "records"
+
+
+@pytest.mark.parametrize("written_by", ["sweep", "format0"])
+def test_records_of_earlier_versions_give_the_same_report(tmp_path, capsys, written_by):
+    """tests/golden/records/: `sweep` as `sdaanet-train -m` wrote it (record format 2, a two-fold
+    two-seed cell and a failed job's failed.json); `format0` the same evaluations with only the
+    keys the first eval records had (no format, configuration, evaluated_at, protocol.folds). The
+    table printed, report.md, report.csv and (where no file time enters it) report.json are those
+    the code gave when the fixture was written (README there)."""
+
+    def text(path: Path) -> str:
+        return path.read_text(encoding="utf-8").replace(str(RECORDS), "RECORDS")
+
+    assert exit_code(main, [RECORDS / written_by, "--out", tmp_path]) == 0
+    printed = capsys.readouterr().out.replace(str(RECORDS), "RECORDS")
+    assert printed.replace(str(tmp_path), "OUT") == text(RECORDS / f"{written_by}.printed.md")
+    assert text(tmp_path / "report.md") == text(RECORDS / f"{written_by}.report.md")
+    csv_bytes = (tmp_path / "report.csv").read_bytes()
+    assert csv_bytes == (RECORDS / f"{written_by}.report.csv").read_bytes()
+    if written_by == "sweep":  # format0's evaluated_at is its files' time
+        assert text(tmp_path / "report.json") == text(RECORDS / "sweep.report.json")

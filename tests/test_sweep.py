@@ -22,7 +22,7 @@ from omegaconf import OmegaConf, open_dict
 from sdaanet import compose_config
 from sdaanet.cli import entry_point
 from sdaanet.errors import ConfigError, DataConfigError, NonFiniteLossError
-from sdaanet.report import report
+from sdaanet.reporting.write import report
 from sdaanet.sweep import FAILURE_FILE, JobFailedError, finish_sweep, task
 from sdaanet.validate import _sweep_values, precheck
 

@@ -122,7 +122,7 @@ def test_an_evaluation_only_row_evaluates_the_checkpoint_of_the_row_it_is_traine
 def test_the_echoed_commands_can_be_copied_and_run(tmp_path, monkeypatch, capsys):
     """Each multirun is echoed as a shell command line that runs it: the interpreter first,
     every argument quoted as a shell needs (the sweep dir's quotes, `${...}`)."""
-    import sdaanet.report
+    import sdaanet.reporting.write
     from sdaanet import table
 
     ran = []
@@ -132,7 +132,7 @@ def test_the_echoed_commands_can_be_copied_and_run(tmp_path, monkeypatch, capsys
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(table.subprocess, "run", done)
-    monkeypatch.setattr(sdaanet.report, "print_report", lambda paths: None)
+    monkeypatch.setattr(sdaanet.reporting.write, "print_report", lambda paths: None)
     table.run_table("V", TINY, tmp_path / "V", [0])
     out = capsys.readouterr().out.splitlines()
     echoed = [shlex.split(line.removeprefix("+ ")) for line in out if line.startswith("+ ")]

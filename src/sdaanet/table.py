@@ -66,7 +66,7 @@ def run_table(
     """Train and evaluate every cell of `table`, print its report; returns the table directory.
     The overrides are checked first, as `sdaanet-train`/`-eval` check them (`precheck`: every
     cell's configuration; the checkpoints of evaluation-only rows exist only later)."""
-    from sdaanet.report import print_report
+    from sdaanet.reporting.write import print_report
     from sdaanet.validate import precheck
 
     root = Path(root) if root else table_dir(table, overrides)
