@@ -20,7 +20,9 @@ from sdaanet import compose_config
 from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.errors import CheckpointError, PredictInputError
-from sdaanet.predict import class_colours, load_predictor, main, mask_labels, predict
+from sdaanet.predict import load_predictor, main, predict
+from sdaanet.predict_io import mask_labels
+from sdaanet.viz import class_colours
 
 SIZE = 65  # conf/debug/tiny.yaml: data.train_size / val_size
 
