@@ -1,7 +1,7 @@
 """Segment one query image with a trained checkpoint: `sdaanet-predict` and `predict()`.
 
     sdaanet-predict --ckpt CKPT --support IMG MASK [--support IMG MASK ...] --query IMG \\
-        --out OUT_DIR [--device cpu|cuda] [--size N] [--names NAME ...]
+        --out OUT_DIR [--device cpu|cuda|auto] [--size N] [--names NAME ...]
 
 With a binary checkpoint it writes `<query stem>_mask.png` (single channel, 0 = background,
 255 = foreground) and `<query stem>_overlay.png` (the query with the prediction blended in red),
@@ -19,12 +19,13 @@ A multi-class (N-way, K-shot) checkpoint (`MultiClassSDAANet`) takes N*K pairs g
 in class order: class 1's K shots, then class 2's, ... (for 1-shot, one pair per class). Its
 prediction is a label map, uint8 (H,W): 0 = background, n = the n-th class; `predict_proba`
 gives the (N+1,H,W) class probabilities. The CLI writes `<stem>_labels.png` (that label map,
-mode L), `<stem>_overlay.png` (class n blended in `class_colours(N)[n - 1]`) and
+mode L), `<stem>_overlay.png` (class n blended in `viz.class_colours(N)[n - 1]`) and
 `<stem>_legend.png` (each colour's label and name), and prints the legend; `--names` names the
 classes (default `class 1` ... `class N`). Error messages name a support by its position
 (`support 3 mask ...`: the third pair, i.e. class 2's first shot in a 2-way 2-shot episode).
 
-Every image is warped (aspect not kept) to `size` x `size` (bilinear images, nearest masks), as
+Every image goes through the evaluation's `val` transform (`sdaanet.data.transforms`): warped
+(aspect not kept) to `size` x `size` (bilinear images, nearest masks) and ImageNet-normalised, as
 the authors' test transform; the logits are resized bilinearly to the query's size before the
 argmax. `size` defaults to the checkpoint's `input_size` if it records one, else 473; it must be
 a size the network accepts (SD-AANet: >= 65 with (size - 1) % 8 == 0, e.g. 65, 321, 417, 473).
@@ -256,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--query", required=True, type=Path, help="the image to segment")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument(
         "--size", type=int, default=None, help="network input side (default: 473, or the ckpt's)"
     )
