@@ -62,7 +62,7 @@ eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 	$(BIN)/python -m sdaanet.eval "ckpt_path='$(CKPT)'" $(ARGS)
 
 complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-AANet (ARGS="complexity.size=321")
-	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
+	$(BIN)/python -m sdaanet.complexity $(ARGS)
 
 sweep: $(STAMP)  ## Hydra multirun over folds 0-3 (FOLDS=0,1: means over those, labelled) and an alpha/beta grid, ending with its report and heatmap (exit status: failed jobs)
 	status=0; $(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=$(FOLDS) model.alpha=$(ALPHAS) model.beta=$(BETAS) "hydra.sweep.dir='$(SWEEP_DIR)'" $(ARGS) || status=$$?; \
