@@ -1,15 +1,15 @@
 """Every dataset this package knows, one entry each: `data=<name>` (`conf/data/<name>.yaml`), its
 datamodule class, whether it trains or only tests, and its classes and folds.
 
-The data configs' `_target_`, `sdaanet.data`'s datamodules, the fold splits' class counts
-(`sdaanet.data.folds`) and `sdaanet-predict`'s synthetic-data warning read this table; tests
-check that each datamodule's `name` and `num_folds` and each data config agree with it.
+`sdaanet.data.DATAMODULES`, the fold splits' class counts (`sdaanet.data.folds`), the datamodules'
+fold counts, `sdaanet-data`'s cross-domain sets and `sdaanet-predict`'s synthetic-data warning
+read this table; tests/test_data_registry.py checks that every data config, datamodule and
+protocol map agrees with it. A new dataset is one line here (and its datamodule and config).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 
 MODULE = "sdaanet.data.modules"  # where every datamodule class lives (the configs' `_target_`)
 KINDS = ("few-shot", "cross-domain")
@@ -31,10 +31,6 @@ class Dataset:
     def target(self) -> str:
         """The `_target_` of its data config."""
         return f"{MODULE}.{self.datamodule}"
-
-    def datamodule_class(self) -> type:
-        """Its datamodule class (imports Lightning)."""
-        return getattr(import_module(MODULE), self.datamodule)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -59,14 +55,6 @@ def names(kind: str | None = None) -> tuple[str, ...]:
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return tuple(n for n, d in DATASETS.items() if kind in (None, d.kind))
-
-
-def dataset(name: str) -> Dataset:
-    """The entry of `name`; a one-line ValueError listing the names otherwise."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}") from None
 
 
 def dataset_of(target: object) -> Dataset | None:
