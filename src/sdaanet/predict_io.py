@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from sdaanet.errors import DataError, DataNotFoundError, PredictInputError
-from sdaanet.io import IMAGE_MODES, atomic_write, open_image, pixels, to_rgb
+from sdaanet.io import IMAGE_MODES, atomic_write, open_image, pixels, read_image, to_rgb
 from sdaanet.viz import RED, label_overlay, legend_image, overlay
 
 IGNORE = 255
@@ -87,9 +87,10 @@ def mask_labels(mask: np.ndarray) -> np.ndarray:
 def load_image(src: ImageLike, name: str = "image") -> np.ndarray:
     """An image (path, array or PIL image) as (H,W,3) uint8 RGB, by `sdaanet.io`'s rules."""
     name = describe(src, name)
-    image = _pixels(src, name, IMAGE_MODES)
     with _as_input_error():
-        return to_rgb(image, name)
+        if isinstance(src, str | os.PathLike):
+            return read_image(src, name)  # as the datasets read theirs
+        return to_rgb(_pixels(src, name, IMAGE_MODES), name)
 
 
 def load_mask(src: ImageLike, name: str = "mask") -> np.ndarray:
