@@ -12,6 +12,7 @@ from torch import nn
 
 from sdaanet import complexity, compose_config
 from sdaanet.complexity import count_learnable, main, measure, profile, run_complexity
+from sdaanet.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
 
@@ -110,3 +111,6 @@ def test_the_command_composes_only_what_it_measures(tmp_path, monkeypatch, capsy
     record = json.loads((run_dir / "complexity.json").read_text())
     assert record["results"] == {k: {"learnable_params": n, **timing} for k, n in LEARNABLE.items()}
     assert f"wrote {run_dir / 'complexity.json'}" in capsys.readouterr().out
+    cfg.complexity.device = "tpu"
+    with pytest.raises(ConfigError, match=r"^device 'tpu' is not a device \(use cpu or cuda\)$"):
+        run_complexity(cfg)

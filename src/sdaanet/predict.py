@@ -55,7 +55,7 @@ from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.data.registry import dataset_of
 from sdaanet.data.transforms import EpisodeTransform
-from sdaanet.errors import PredictInputError
+from sdaanet.errors import ConfigError, PredictInputError
 from sdaanet.models.inference import Network, inference
 from sdaanet.models.network import size_problem
 from sdaanet.predict_io import (
@@ -91,7 +91,7 @@ def _device(device: str | torch.device) -> torch.device:
     """`runtime.torch_device`'s device, its error as PredictInputError."""
     try:
         return torch_device(device)
-    except ValueError as exc:
+    except ConfigError as exc:
         raise PredictInputError(str(exc)) from None
 
 
