@@ -26,7 +26,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := logs/sweep/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install test test-full lint demo train eval sweep table report bench complexity data-pascal data-coco data-fss1000 data-folder clean
+.PHONY: help install test test-full lint demo train eval sweep table report bench complexity paper-doc data-pascal data-coco data-fss1000 data-folder clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -62,7 +62,10 @@ eval: $(STAMP)  ## evaluate a checkpoint: make eval CKPT=path/to.ckpt ARGS="..."
 	$(BIN)/python -m sdaanet.eval "ckpt_path='$(CKPT)'" $(ARGS)
 
 complexity: $(STAMP)  ## Table III: params, FPS, peak memory of baseline vs SD-AANet (ARGS="complexity.size=321")
-	$(BIN)/python -m sdaanet.eval mode=complexity $(ARGS)
+	$(BIN)/python -m sdaanet.complexity $(ARGS)
+
+paper-doc: $(STAMP)  ## regenerate docs/reproducing.md's "Every cell" section from the experiments' paper: nodes
+	$(BIN)/python scripts/paper_tables.py --write
 
 sweep: $(STAMP)  ## Hydra multirun over folds 0-3 (FOLDS=0,1: means over those, labelled) and an alpha/beta grid, ending with its report and heatmap (exit status: failed jobs)
 	status=0; $(BIN)/python -m sdaanet.train -m data=$(DATA) shot=$(SHOT) data.fold=$(FOLDS) model.alpha=$(ALPHAS) model.beta=$(BETAS) "hydra.sweep.dir='$(SWEEP_DIR)'" $(ARGS) || status=$$?; \

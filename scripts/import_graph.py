@@ -17,6 +17,7 @@ ENTRY_POINTS = {
     "sdaanet.table",
     "sdaanet.predict",
     "sdaanet.report",
+    "sdaanet.complexity",
 }
 
 

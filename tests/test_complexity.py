@@ -1,6 +1,7 @@
 """Table III report: parameter counts equal the models', timings and memory are measured."""
 
 import json
+import sys
 import time
 
 import pytest
@@ -9,8 +10,9 @@ from omegaconf import OmegaConf
 from tests.helpers.networks import build, node
 from torch import nn
 
-from sdaanet import compose_config
-from sdaanet.complexity import count_learnable, measure, profile, run_complexity
+from sdaanet import complexity, compose_config
+from sdaanet.complexity import count_learnable, main, measure, profile, run_complexity
+from sdaanet.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:backbone .* RANDOM weights")
 
@@ -29,9 +31,9 @@ LEARNABLE = {"baseline": 51690, "sdaanet": 51690 + 148 + 18496 + 4224 + 18464 + 
 
 def test_complexity_report_counts_equal_the_models(tmp_path, capsys):
     cfg = compose_config(
-        ["mode=complexity", "backbone=resnet18", "model.reduce_dim=16", "complexity.size=65",
+        ["backbone=resnet18", "model.reduce_dim=16", "complexity.size=65",
          "complexity.warmup=1", "complexity.repeats=2", f"paths.output_dir={tmp_path}"],
-        config_name="eval",
+        config_name="complexity",
     )  # fmt: skip
     record = run_complexity(cfg)  # CPU: each model measured in its own child process
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -91,3 +93,24 @@ def test_count_learnable_and_measure_on_a_known_module():
 def test_profile_reports_a_failing_child_in_one_line():
     with pytest.raises(RuntimeError, match=r"process exited 1: .*must be >= 65"):
         profile(node({**TINY, "sdpm": False, "saam": False}), 33, 1, torch.device("cpu"), 0, 1)
+
+
+def test_the_command_composes_only_what_it_measures(tmp_path, monkeypatch, capsys):
+    cfg = compose_config([], config_name="complexity")
+    assert sorted(cfg) == [
+        "backbone", "complexity", "data", "model", "paths", "run_group", "shot", "task_name",
+    ]  # fmt: skip
+    run_dir = tmp_path / "run"
+    argv = ["backbone=resnet18", "model.reduce_dim=16", "complexity.size=65",
+            "complexity.device=cpu", "complexity.warmup=0", "complexity.repeats=1",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["sdaanet-complexity", *argv])
+    timing = {"ms_median": 2.0, "ms_min": 1.0, "ms_max": 3.0, "fps": 500.0, "peak_memory_mb": 1.0}
+    monkeypatch.setattr(complexity, "profile", lambda *args: timing)  # measured above: speed
+    main()
+    record = json.loads((run_dir / "complexity.json").read_text())
+    assert record["results"] == {k: {"learnable_params": n, **timing} for k, n in LEARNABLE.items()}
+    assert f"wrote {run_dir / 'complexity.json'}" in capsys.readouterr().out
+    cfg.complexity.device = "tpu"
+    with pytest.raises(ConfigError, match=r"^device 'tpu' is not a device \(use cpu or cuda\)$"):
+        run_complexity(cfg)

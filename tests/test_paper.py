@@ -5,6 +5,7 @@ import dataclasses
 import statistics
 
 import pytest
+from scripts.paper_tables import generated_section, main, replace_section
 
 from sdaanet import compose_config
 from sdaanet.config import CONF_DIR, ROOT_DIR
@@ -13,10 +14,7 @@ from sdaanet.paper import (
     FOLDS,
     TABLES,
     eval_only_rows,
-    generated_section,
-    main,
     paper_rows,
-    replace_section,
     reproducing_markdown,
     table_rows,
     trained_rows,
@@ -147,7 +145,7 @@ def test_unknown_table_is_a_one_line_config_error():
 def test_doc_section_is_generated_from_the_configs():
     doc = (ROOT_DIR / "docs" / "reproducing.md").read_text(encoding="utf-8")
     assert generated_section(doc) == reproducing_markdown(), (
-        "docs/reproducing.md is stale: run `python -m sdaanet.paper --write`"
+        "docs/reproducing.md is stale: run `make paper-doc`"
     )
 
 
@@ -177,3 +175,16 @@ def test_replace_section_and_cli(capsys):
         replace_section("no markers", "new\n")
     assert main([]) == 0
     assert capsys.readouterr().out == reproducing_markdown()
+
+
+def test_the_script_rewrites_a_stale_section_and_leaves_a_current_one(tmp_path, capsys):
+    committed = (ROOT_DIR / "docs" / "reproducing.md").read_text(encoding="utf-8")
+    stale = tmp_path / "reproducing.md"
+    stale.write_text(replace_section(committed, "old\n"), encoding="utf-8")
+    assert main(["--write", "--doc", str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == committed
+    assert main(["--write", "--doc", str(stale)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{stale}: rewritten", f"{stale}: up to date"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--write", "--doc", str(tmp_path / "none.md")])
+    assert exit_info.value.code == 2

@@ -18,9 +18,11 @@ from tests.helpers.cli import exit_code
 
 from sdaanet import compose_config
 from sdaanet.checkpoint import network_from_checkpoint, read_checkpoint
-from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EpisodeTransform
 from sdaanet.errors import CheckpointError, PredictInputError
-from sdaanet.predict import class_colours, load_predictor, main, mask_labels, predict
+from sdaanet.predict import load_predictor, main, predict
+from sdaanet.predict_io import mask_labels
+from sdaanet.viz import class_colours
 
 SIZE = 65  # conf/debug/tiny.yaml: data.train_size / val_size
 
@@ -188,6 +190,20 @@ def test_query_conversions_predict_like_their_8bit_rgb(predictor, files, tmp_pat
     got = predictor.predict_proba(pair, query, size=SIZE)
     assert got.shape == (50, 90)
     np.testing.assert_allclose(got, predictor.predict_proba(pair, same, size=SIZE), atol=1e-6)
+
+
+def test_the_network_sees_what_an_evaluation_episode_feeds_it(ckpt, predictor, files):
+    """Predict's inputs are the val transform's (`sdaanet.data.transforms`), bit for bit."""
+    transform = EpisodeTransform("val", SIZE)
+    query = _rgb(files["query"])
+    image, label = transform(_rgb(files["support"]), (_read(files["mask"])[1] > 0).astype(np.uint8))
+    net, _ = network_from_checkpoint(ckpt)
+    with torch.inference_mode():
+        q = torch.from_numpy(transform(query, np.zeros((50, 90), np.uint8))[0])[None]
+        logits = net(q, torch.from_numpy(image)[None, None], torch.from_numpy(label)[None, None])
+    logits = F.interpolate(logits, (50, 90), mode="bilinear", align_corners=True)[0]
+    got = predictor.logits([(files["support"], files["mask"])], files["query"], size=SIZE)
+    torch.testing.assert_close(got, logits, rtol=0, atol=0)
 
 
 def test_mask_rules():

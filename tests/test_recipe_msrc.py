@@ -70,9 +70,9 @@ def test_predict_runs_the_lite_checkpoint_on_a_photo(lite_run):
 
 def test_complexity_measures_the_lite_networks(tmp_path):
     cfg = compose_config(
-        ["mode=complexity", "backbone=efficientnet_lite0", "complexity.size=65",
+        ["backbone=efficientnet_lite0", "complexity.size=65",
          "complexity.warmup=1", "complexity.repeats=1", f"paths.output_dir={tmp_path}"],
-        config_name="eval",
+        config_name="complexity",
     )  # fmt: skip
     record = run_complexity(cfg)
     lite = record["results"]

@@ -1,11 +1,12 @@
 """Table III: learnable parameters, inference speed and peak memory of the baseline and SD-AANet.
 
-`sdaanet-eval mode=complexity` (`make complexity`) builds both networks at the same input
-(`complexity.size`, `shot`) and, for each, times `complexity.repeats` forward passes after
-`complexity.warmup` untimed ones (`torch.inference_mode`, eval mode, a device sync around every
-pass on CUDA) and reports the median. Peak memory is CUDA's max allocated bytes on GPU; on CPU it
-is the peak resident set size of a fresh Python process that builds and runs only that network,
-so the two numbers do not mix. Weights do not matter here, so none are loaded.
+`sdaanet-complexity [overrides]` (`python -m sdaanet.complexity`, `make complexity`; its config:
+`conf/complexity.yaml`) builds both networks at the same input (`complexity.size`, `shot`) and,
+for each, times `complexity.repeats` forward passes after `complexity.warmup` untimed ones
+(`torch.inference_mode`, eval mode, a device sync around every pass on CUDA) and reports the
+median. Peak memory is CUDA's max allocated bytes on GPU; on CPU it is the peak resident set size
+of a fresh Python process that builds and runs only that network, so the two numbers do not mix.
+Weights do not matter here, so none are loaded.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.checkpoint import build_network
+from sdaanet.cli import entry_point
+from sdaanet.config import CONF_DIR, register_resolvers
 from sdaanet.io import atomic_write
-from sdaanet.runtime import apply_runtime, autocast, resolve_precision
+from sdaanet.runtime import apply_runtime, autocast, resolve_precision, torch_device
+from sdaanet.sweep import run_app, task
+from sdaanet.validate import precheck
 
 PAPER = {  # Table III, RTX 3090, 473x473, 1-shot
     "baseline": {"gpu_memory_mb": 2216, "fps": 18.75, "learnable_params": 10.8e6},
@@ -159,8 +165,7 @@ def run_complexity(cfg: DictConfig) -> dict[str, Any]:
     SD-AANet (`cfg.model` with both on), 1-way, at `cfg.complexity.size` and `cfg.shot`; prints a
     table next to the paper's numbers, writes `cfg.complexity.out` (JSON) and returns the record."""
     c = cfg.complexity
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if c.device == "auto" else c.device)
+    device = torch_device(c.device)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("ways", None)
     backbone = model["backbone"]
@@ -209,3 +214,20 @@ def run_complexity(cfg: DictConfig) -> dict[str, Any]:
         )
     print(f"wrote {out}")
     return record
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="complexity")
+@task
+def _hydra_main(cfg: DictConfig) -> None:
+    run_complexity(cfg)
+
+
+def main() -> None:
+    """`sdaanet-complexity [overrides]`: Table III (`conf/complexity.yaml`)."""
+    register_resolvers()
+    entry_point(precheck)("complexity", sys.argv[1:])  # one line, before Hydra makes a run folder
+    run_app(_hydra_main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

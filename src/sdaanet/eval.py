@@ -1,7 +1,7 @@
 """Evaluation entry point: `python -m sdaanet.eval ckpt_path=... [overrides]` (`sdaanet-eval`).
 
-`mode=test` (default) runs the episodic test of a checkpoint once per seed of `eval.seeds` (the
-paper averages five rounds) and reports, per seed and as mean +- std (sample std over seeds):
+It runs the episodic test of a checkpoint once per seed of `eval.seeds` (the paper averages five
+rounds) and reports, per seed and as mean +- std (sample std over seeds):
 class-mIoU, FB-IoU and the per-class IoU, with the protocol that produced them. The record goes to
 `metrics.json` in the run directory and, as `<checkpoint>-<tag>.json/.csv`, into `eval/` next to
 the checkpoint's run.
@@ -20,8 +20,7 @@ Label modes (the `label_mode` group; they override the data's validation setting
 - `resized473`: 473 input, aspect kept, scored on the label resized and padded with it (the †
   rows of Table II).
 
-`mode=complexity` reports learnable parameters, FPS and peak memory of the baseline and SD-AANet
-(Table III, `sdaanet.complexity`); no checkpoint is needed.
+Table III (parameters, FPS, peak memory) is its own command: `sdaanet-complexity`.
 D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 """
 
@@ -70,18 +69,20 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, fl
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 @task
 def _hydra_main(cfg: DictConfig) -> float | None:
-    if cfg.mode == "complexity":
-        from sdaanet.complexity import run_complexity
-
-        run_complexity(cfg)
-        return None
-    if cfg.mode != "test":
-        raise ConfigError(f"mode must be 'test' or 'complexity', got {cfg.mode!r}")
     return run(cfg, list(HydraConfig.get().overrides.task)).get("test/class_miou")
+
+
+def _not_complexity(argv: Sequence[str]) -> None:
+    """ConfigError for the old `mode=complexity`, naming the command Table III has now."""
+    if "mode=complexity" in argv:
+        raise ConfigError(
+            "Table III has its own command: run sdaanet-complexity [overrides] (make complexity)"
+        )
 
 
 def main() -> None:
     register_resolvers()
+    entry_point(_not_complexity)(sys.argv[1:])
     entry_point(precheck)("eval", sys.argv[1:])  # one line, before Hydra makes a run folder
     run_app(_hydra_main, sys.argv[1:])
 

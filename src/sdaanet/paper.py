@@ -25,22 +25,18 @@ Table V's multi-scale row evaluates the single-scale one. Rows that repeat anoth
 (Table IV's Baseline and SD-AANet, Table V's single-scale, as Table I's 1-shot rows) are their own
 experiments, so that each table trains and evaluates on its own.
 
-`python -m sdaanet.paper` prints the "Every cell" section of docs/reproducing.md; `--write`
-rewrites that section in place.
+`reproducing_markdown()` renders the "Every cell" section of docs/reproducing.md, which
+`scripts/paper_tables.py` (`make paper-doc`) writes there.
 """
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sdaanet.cli import entry_point
-from sdaanet.config import CONF_DIR, ROOT_DIR
+from sdaanet.config import CONF_DIR
 from sdaanet.errors import ConfigError
 
 TABLES: tuple[str, ...] = ("I", "II", "IV", "V", "VI", "VII")
@@ -52,10 +48,6 @@ _NOT_RESULTS = {
     "VIII": "Table VIII is the per-class IoU of Table VII's runs, in their sdaanet-eval records",
 }
 _ARABIC = {"1": "I", "2": "II", "3": "III", "4": "IV", "5": "V", "6": "VI", "7": "VII", "8": "VIII"}
-
-BEGIN = "<!-- BEGIN GENERATED: sdaanet.paper.reproducing_markdown -->"
-END = "<!-- END GENERATED -->"
-DOC = ROOT_DIR / "docs" / "reproducing.md"
 
 
 @dataclass(frozen=True)
@@ -203,51 +195,3 @@ def reproducing_markdown() -> str:
         report = "the four folds | `sdaanet-report <dir>`"
         lines.append(f"| {r.table} | {r.row} | mean | {mean} | {report} |")
     return "\n".join(lines) + "\n"
-
-
-_SECTION = re.compile(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), re.DOTALL)
-
-
-def _one_section(text: str) -> re.Match[str]:
-    found = list(_SECTION.finditer(text))
-    if len(found) != 1:
-        raise ConfigError(f"expected one '{BEGIN}' ... '{END}' section, found {len(found)}")
-    return found[0]
-
-
-def generated_section(text: str) -> str:
-    """The part of `text` between the markers (what `reproducing_markdown()` wrote)."""
-    return _one_section(text).group(1)
-
-
-def replace_section(text: str, section: str) -> str:
-    """`text` with the part between the markers replaced by `section`."""
-    match = _one_section(text)
-    return text[: match.start(1)] + section + text[match.end(1) :]
-
-
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """`python -m sdaanet.paper [--write]`: print the generated section, or rewrite it in place."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sdaanet.paper",
-        description="Print the generated 'Every cell' section of docs/reproducing.md.",
-    )
-    parser.add_argument("--write", action="store_true", help=f"rewrite that section of {DOC}")
-    args = parser.parse_args(argv)
-    section = reproducing_markdown()
-    if not args.write:
-        sys.stdout.write(section)
-        return 0
-    if not DOC.is_file():
-        raise ConfigError(f"{DOC} not found (--write needs the source checkout)")
-    text = DOC.read_text(encoding="utf-8")
-    updated = replace_section(text, section)
-    if updated != text:
-        DOC.write_text(updated, encoding="utf-8")
-    print(f"{DOC}: {'rewritten' if updated != text else 'up to date'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sdaanet.errors import ConfigError
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -41,6 +43,26 @@ def trainer_device(accelerator: str) -> str:
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "cuda"
     return "cpu"
+
+
+def torch_device(name: str | torch.device) -> torch.device:
+    """The device `name` means: `auto` (cuda if available, else cpu), `cpu`, `cuda` or `cuda:N`;
+    ConfigError, in one line saying what to use, for another name or a CUDA device not present."""
+    if name == "auto":
+        name = trainer_device("auto")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {name!r} is not a device (use cpu or cuda)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not supported; use cpu or cuda")
+    return device
 
 
 def lightning_precision(runtime: Any, accelerator: str, default: str) -> str:

@@ -30,7 +30,6 @@ CHOICES = {
     "runtime.precision": PRECISIONS,
     "runtime.compile_mode": COMPILE_MODES,
     "test_ckpt": ("best", "last"),
-    "mode": ("test", "complexity"),
     "eval.kshot": ("fusion", "voting"),
 }
 
@@ -360,8 +359,10 @@ def _check_job(
     from sdaanet.build import build_datamodule
 
     check_config(cfg, sweeper)
+    if config_name == "complexity":  # Table III: no data files, no checkpoint
+        return
     if config_name == "eval":
-        if cfg.get("mode") != "test" or not checkpoint:
+        if not checkpoint:
             return
         cfg = _check_evaluation(cfg, overrides, seen)
     key = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "shot", "seed"]))

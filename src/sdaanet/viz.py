@@ -5,6 +5,7 @@ numbers come from `sdaanet.analysis`."""
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ STD_255 = np.array(IMAGENET_STD) * 255
 GREEN = (0, 200, 0)
 RED = (230, 30, 30)
 GRID_TITLES = ("support + mask", "query", "ground truth", "prediction")
+Colour = tuple[int, int, int]
 
 
 def denormalize(image: Tensor) -> np.ndarray:
@@ -42,6 +44,41 @@ def overlay(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> n
     fg = mask == 1
     out[fg] = 0.5 * out[fg] + 0.5 * np.array(color, dtype=np.float32)
     return out.astype(np.uint8)
+
+
+def class_colours(ways: int) -> list[Colour]:
+    """The overlay colour of labels 1..`ways`: hues evenly spaced from red."""
+    hues = (colorsys.hsv_to_rgb(n / ways, 0.85, 0.95) for n in range(ways))
+    return [(round(r * 255), round(g * 255), round(b * 255)) for r, g, b in hues]
+
+
+def label_overlay(rgb: np.ndarray, labels: np.ndarray, ways: int) -> np.ndarray:
+    """`rgb` with label n (1..`ways`) blended in `class_colours(ways)[n - 1]`."""
+    blended = rgb
+    for n, colour in enumerate(class_colours(ways), 1):
+        blended = overlay(blended, (labels == n).astype(np.uint8), colour)
+    return blended
+
+
+def legend(names: Sequence[str]) -> str:
+    """`0 = background, 1 = cat (#f22424), ...`: what each label and overlay colour means."""
+    pairs = enumerate(zip(names, class_colours(len(names)), strict=True), 1)
+    keys = [f"{n} = {name} (#{r:02x}{g:02x}{b:02x})" for n, (name, (r, g, b)) in pairs]
+    return ", ".join(["0 = background", *keys])
+
+
+def legend_image(names: Sequence[str], row: int = 20, pad: int = 4) -> np.ndarray:
+    """(H,W,3) uint8: one row per class, its overlay colour's swatch and `n: name`."""
+    texts = [f"{n}: {name}" for n, name in enumerate(names, 1)]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = 3 * pad + row + int(max(probe.textlength(t) for t in texts)) + 1
+    canvas = Image.new("RGB", (width, pad + len(texts) * row), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (text, colour) in enumerate(zip(texts, class_colours(len(names)), strict=True)):
+        y = pad + i * row
+        draw.rectangle((pad, y, pad + row - 1, y + row - pad - 1), fill=colour, outline=(0, 0, 0))
+        draw.text((2 * pad + row, y + (row - pad) // 2), text, fill=(0, 0, 0), anchor="lm")
+    return np.asarray(canvas)
 
 
 def episode_row(

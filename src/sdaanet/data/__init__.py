@@ -6,6 +6,7 @@ from sdaanet.data.collate import collate_episodes
 from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.data.folds import class_names, fold_classes, novel_classes, rule_folds
 from sdaanet.data.index import EpisodeIndex, build_index
+from sdaanet.data.registry import DATASETS
 from sdaanet.data.sampler import EpisodeSampler
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
@@ -13,17 +14,11 @@ from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 # ran a threaded cv2 call deadlocks on its first one. Loading is parallel across workers instead.
 cv2.setNumThreads(0)
 
-DATAMODULES = (
-    "EpisodicDataModule",
-    "SyntheticDataModule",
-    "PascalDataModule",
-    "CocoDataModule",
-    "FSS1000DataModule",
-    "FolderDataModule",
-)
+DATAMODULES = ("EpisodicDataModule", *(d.datamodule for d in DATASETS.values()))
 
 __all__ = [
     *DATAMODULES,
+    "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "EpisodeDataset",
@@ -41,12 +36,12 @@ __all__ = [
 
 def __getattr__(name: str):
     # the datamodules pull in Lightning; import them only when asked for
+    if name == "EpisodicDataModule":
+        from sdaanet.data.datamodule import EpisodicDataModule
+
+        return EpisodicDataModule
     if name in DATAMODULES:
         from sdaanet.data import modules
 
-        if name == "EpisodicDataModule":
-            from sdaanet.data.datamodule import EpisodicDataModule
-
-            return EpisodicDataModule
         return getattr(modules, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

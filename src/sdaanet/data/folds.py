@@ -10,7 +10,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 
-NUM_CLASSES = {"pascal": 20, "coco": 80, "synthetic": 20}
+from sdaanet.data.registry import DATASETS
+
+# the datasets with a fixed class list, dealt into folds by `novel_classes`' rules
+NUM_CLASSES = {n: d.num_classes for n, d in DATASETS.items() if d.num_classes is not None}
 NUM_FOLDS = 4
 
 VOC_CLASS_NAMES = (

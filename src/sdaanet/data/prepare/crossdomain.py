@@ -17,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sdaanet.data.prepare.common import Report, first
+from sdaanet.data.registry import names
 from sdaanet.data.sources.crossdomain import FOREGROUND, Listing, listing
 from sdaanet.data.sources.fss1000 import read_mask
 from sdaanet.errors import DataError, DataNotFoundError, PrepareError, one_line
 from sdaanet.io import open_image
 
-DATASETS = ("deepglobe", "isic", "chest_xray", "fss1000_patnet")
+DATASETS = names("cross-domain")
 SHOW = 5
 
 
