@@ -200,3 +200,45 @@ def test_rng_states_are_saved_and_restored_by_the_callback():
     torch.manual_seed(6)
     RNGState().on_load_checkpoint(None, None, checkpoint)
     assert torch.equal(torch.rand(3), expected)
+
+
+# A checkpoint written before issue 24's refactor (commit 8f5ca95, debug=tiny): the file as
+# sdaanet-train wrote it, less its optimiser state, its weights left out to keep it small and
+# filled in here from their names (`seeded_state`); its records are those that commit's
+# sdaanet-eval wrote (less the time and paths).
+WRITTEN_BEFORE = GOLDEN / "checkpoint_format2.ckpt"
+RECORDS_BEFORE = json.loads((GOLDEN / "checkpoint_format2.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def written_before(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.helpers.golden import seeded_state
+
+    from sdaanet.checkpoint import build_network
+
+    c = read_checkpoint(WRITTEN_BEFORE)
+    net = build_network(c["hyper_parameters"]["description"]["network"])
+    c["state_dict"] = {f"net.{k}": v for k, v in seeded_state(net).items()}
+    path = tmp_path_factory.mktemp("before") / "tiny.ckpt"
+    torch.save(c, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "as_trained",
+        pytest.param("label_mode_paper", marks=pytest.mark.slow),
+        pytest.param("protocol_hsnet", marks=pytest.mark.slow),
+    ],
+)
+def test_a_checkpoint_written_before_the_refactor_evaluates_to_its_numbers(
+    written_before, tmp_path, case
+):
+    expected = RECORDS_BEFORE[case]
+    argv = [f"ckpt_path={written_before}", *expected["overrides"]]
+    run_eval(compose_config([*argv, f"paths.output_dir={tmp_path}"], config_name="eval"), argv)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record.pop("checkpoint") == str(written_before)
+    assert record.pop("run_dir") == str(tmp_path) and record.pop("evaluated_at")
+    assert close(record, expected["record"])  # == on this machine; fp32's last bits vary by CPU
