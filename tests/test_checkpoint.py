@@ -20,6 +20,7 @@ from sdaanet.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
     description,
+    keep_checkpoint,
     network_from_checkpoint,
     read_checkpoint,
 )
@@ -189,6 +190,32 @@ def test_a_nested_target_is_refused_before_anything_is_built(trained, tmp_path, 
     err = capsys.readouterr().err.splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: checkpoint")
     assert not marker.exists()
+
+
+def test_a_kept_reading_is_handed_over_once_and_only_for_the_unchanged_file(tmp_path):
+    path = tmp_path / "a.ckpt"
+    torch.save({"x": torch.zeros(1)}, path)
+    kept = read_checkpoint(path)
+    keep_checkpoint(path, kept)
+    assert read_checkpoint(path) is not kept  # only a reading that asks for it
+    assert read_checkpoint(path, reuse=True) is kept
+    assert read_checkpoint(path, reuse=True) is not kept  # handed over once
+    keep_checkpoint(path, kept)
+    torch.save({"x": torch.ones(2)}, path)  # the file changed: read again
+    assert read_checkpoint(path, reuse=True)["x"].tolist() == [1.0, 1.0]
+
+
+def test_an_evaluation_without_ckpt_path_is_one_line_saying_how(tmp_path, capsys):
+    not_set = "ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt"
+    cfg = compose_config([f"paths.output_dir={tmp_path}"], config_name="eval")
+    with pytest.raises(CheckpointError) as exc:
+        run_eval(cfg)
+    assert str(exc.value) == not_set
+    argv = ["sdaanet-eval", f"paths.output_dir={tmp_path}"]
+    with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+        eval_main()  # refused by the precheck, with the same words
+    err = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and err == [f"error: {not_set}"]
 
 
 def test_rng_states_are_saved_and_restored_by_the_callback():
