@@ -21,14 +21,13 @@ from pathlib import Path
 import torch
 from model import PATHS  # bench/model.py: plain fp32 and the fast path
 from omegaconf import OmegaConf
-from sdaanet.evaluation import from_checkpoint
 
 from sdaanet.build import build_datamodule
 from sdaanet.checkpoint import network_from_checkpoint
 from sdaanet.complexity import device_name
 from sdaanet.config import compose_config
 from sdaanet.metrics import IGNORE_INDEX, ClassMIoU
-from sdaanet.protocols import apply_protocol
+from sdaanet.plan import settle
 from sdaanet.runtime import apply_runtime, autocast
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,13 +55,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "accuracy.json")
     args = p.parse_args()
     device = torch.device(args.device)
-    cfg = compose_config([], config_name="eval")
-    net, info = network_from_checkpoint(args.ckpt)
-    print(from_checkpoint(cfg, info, args.ckpt, []))
-    apply_protocol(cfg)
-    if args.episodes:
-        cfg.data.val_episodes = args.episodes
-    dm = build_datamodule(cfg, stage="test")
+    episodes = [f"data.val_episodes={args.episodes}"] if args.episodes else []
+    plan = settle(compose_config(episodes, config_name="eval"), args.ckpt, episodes)
+    print(plan.took)
+    net, _ = network_from_checkpoint(plan.path, plan.checkpoint)
+    dm = build_datamodule(plan.cfg, stage="test")
     dm.setup("test")
     runs = {name: predictions(net, dm.test_dataloader(), rt, device) for name, rt in PATHS.items()}
     result = {"device": device_name(device), "checkpoint": args.ckpt, "paths": {}}

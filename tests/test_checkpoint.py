@@ -20,6 +20,7 @@ from sdaanet.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
     description,
+    keep_checkpoint,
     network_from_checkpoint,
     read_checkpoint,
 )
@@ -191,6 +192,32 @@ def test_a_nested_target_is_refused_before_anything_is_built(trained, tmp_path, 
     assert not marker.exists()
 
 
+def test_a_kept_reading_is_handed_over_once_and_only_for_the_unchanged_file(tmp_path):
+    path = tmp_path / "a.ckpt"
+    torch.save({"x": torch.zeros(1)}, path)
+    kept = read_checkpoint(path)
+    keep_checkpoint(path, kept)
+    assert read_checkpoint(path) is not kept  # only a reading that asks for it
+    assert read_checkpoint(path, reuse=True) is kept
+    assert read_checkpoint(path, reuse=True) is not kept  # handed over once
+    keep_checkpoint(path, kept)
+    torch.save({"x": torch.ones(2)}, path)  # the file changed: read again
+    assert read_checkpoint(path, reuse=True)["x"].tolist() == [1.0, 1.0]
+
+
+def test_an_evaluation_without_ckpt_path_is_one_line_saying_how(tmp_path, capsys):
+    not_set = "ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt"
+    cfg = compose_config([f"paths.output_dir={tmp_path}"], config_name="eval")
+    with pytest.raises(CheckpointError) as exc:
+        run_eval(cfg)
+    assert str(exc.value) == not_set
+    argv = ["sdaanet-eval", f"paths.output_dir={tmp_path}"]
+    with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+        eval_main()  # refused by the precheck, with the same words
+    err = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and err == [f"error: {not_set}"]
+
+
 def test_rng_states_are_saved_and_restored_by_the_callback():
     checkpoint: dict = {}
     torch.manual_seed(5)
@@ -200,3 +227,45 @@ def test_rng_states_are_saved_and_restored_by_the_callback():
     torch.manual_seed(6)
     RNGState().on_load_checkpoint(None, None, checkpoint)
     assert torch.equal(torch.rand(3), expected)
+
+
+# A checkpoint written before issue 24's refactor (commit 8f5ca95, debug=tiny): the file as
+# sdaanet-train wrote it, less its optimiser state, its weights left out to keep it small and
+# filled in here from their names (`seeded_state`); its records are those that commit's
+# sdaanet-eval wrote (less the time and paths).
+WRITTEN_BEFORE = GOLDEN / "checkpoint_format2.ckpt"
+RECORDS_BEFORE = json.loads((GOLDEN / "checkpoint_format2.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def written_before(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.helpers.golden import seeded_state
+
+    from sdaanet.checkpoint import build_network
+
+    c = read_checkpoint(WRITTEN_BEFORE)
+    net = build_network(c["hyper_parameters"]["description"]["network"])
+    c["state_dict"] = {f"net.{k}": v for k, v in seeded_state(net).items()}
+    path = tmp_path_factory.mktemp("before") / "tiny.ckpt"
+    torch.save(c, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "as_trained",
+        pytest.param("label_mode_paper", marks=pytest.mark.slow),
+        pytest.param("protocol_hsnet", marks=pytest.mark.slow),
+    ],
+)
+def test_a_checkpoint_written_before_the_refactor_evaluates_to_its_numbers(
+    written_before, tmp_path, case
+):
+    expected = RECORDS_BEFORE[case]
+    argv = [f"ckpt_path={written_before}", *expected["overrides"]]
+    run_eval(compose_config([*argv, f"paths.output_dir={tmp_path}"], config_name="eval"), argv)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record.pop("checkpoint") == str(written_before)
+    assert record.pop("run_dir") == str(tmp_path) and record.pop("evaluated_at")
+    assert close(record, expected["record"])  # == on this machine; fp32's last bits vary by CPU

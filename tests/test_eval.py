@@ -4,6 +4,8 @@ import csv
 import json
 import math
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +14,9 @@ import torch.multiprocessing as mp
 from hydra.errors import MissingConfigException
 from torch import nn
 
-from sdaanet import compose_config
+from sdaanet import compose_config, evaluation
 from sdaanet.build import build_datamodule
+from sdaanet.eval import main as eval_main
 from sdaanet.eval import run as run_eval
 from sdaanet.lit import FewShotSegmentationModule
 from sdaanet.metrics import ClassMIoU, FBIoU
@@ -206,6 +209,30 @@ def test_eval_over_seeds_writes_json_and_csv_next_to_the_checkpoint(tmp_path, ti
     assert plans[0] != plans[1]
 
 
+def test_one_sdaanet_eval_reads_the_checkpoint_once_and_builds_one_datamodule(
+    tmp_path, tiny_ckpt, monkeypatch
+):
+    reads, load = [], torch.load
+    datamodules, build = [], evaluation.build_datamodule
+
+    def counted(f, *args, **kwargs):
+        reads.append(Path(f))
+        return load(f, *args, **kwargs)
+
+    def built(*args, **kwargs):
+        datamodules.append(build(*args, **kwargs))
+        return datamodules[-1]
+
+    monkeypatch.setattr(torch, "load", counted)
+    monkeypatch.setattr(evaluation, "build_datamodule", built)
+    argv = [f"ckpt_path={tiny_ckpt}", "eval.seeds=[1,2]", f"paths.output_dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", ["sdaanet-eval", *argv])
+    eval_main()  # the precheck, then the evaluation over two seeds
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["seeds"]) == 2
+    assert [p for p in reads if p.suffix == ".ckpt"] == [tiny_ckpt]
+    assert len(datamodules) == 1 and datamodules[0].val_seed == 2  # re-seeded for each seed
+
+
 def test_eval_is_repeatable_and_independent_of_workers(tmp_path, tiny_ckpt):
     a = run_eval(_eval_cfg(tmp_path / "a", tiny_ckpt, "eval.seeds=[5,6]", "data.num_workers=0"))
     b = run_eval(_eval_cfg(tmp_path / "b", tiny_ckpt, "eval.seeds=[5,6]", "data.num_workers=0"))
@@ -233,7 +260,7 @@ def test_paper_label_mode_scores_at_the_original_size(tmp_path, tiny_ckpt, monke
     # (bilinear, align_corners) column x of the 128 reads input column 320x/127, foreground
     # (logit 1 > 0) while that is < 160: x <= 63, the left half of the original label.
     episodes = _eval_cfg(tmp_path / "episodes", tiny_ckpt, "label_mode=paper", "data.val_seed=1")
-    apply_protocol(episodes)
+    episodes, _ = apply_protocol(episodes)
     dm = build_datamodule(episodes, "test")
     dm.setup("test")
     inter, union = torch.zeros(5, 2), torch.zeros(5, 2)  # per class, [background, foreground]

@@ -1,13 +1,18 @@
 """Other codebases' test protocols as presets (`eval/protocol=...`), and test-time K-shot."""
 
+import copy
+import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 
 from sdaanet import compose_config
+from sdaanet.config import CONF_DIR
 from sdaanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 from sdaanet.errors import CheckpointMismatchError, ConfigError
 from sdaanet.eval import run as run_eval
@@ -38,7 +43,7 @@ COCO = {
 
 def _applied(dataset: str, preset: str):
     cfg = compose_config(["debug=tiny", f"data={dataset}", f"eval/protocol={preset}"], "eval")
-    return cfg, apply_protocol(cfg)
+    return apply_protocol(cfg)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -68,9 +73,38 @@ def test_bam_and_hdmnet_use_their_seed_lists():
 
 def test_without_a_preset_the_label_mode_decides():
     cfg = compose_config(["debug=tiny", "data=pascal", "label_mode=paper"], "eval")
-    p = apply_protocol(cfg)
+    cfg, p = apply_protocol(cfg)
     assert p.preset is None and p.label_mode == "paper" and p.scoring == "original"
     assert (cfg.data.val_size, cfg.data.val_transform) == (321, "val_paper")
+
+
+# data.val_* and the protocol of every dataset x label mode x preset (with and without data
+# overrides), as the code before issue 24's refactor (8f5ca95) resolved them from the composed
+# configs; here the label mode and preset nodes are set on one composed config per dataset
+BEFORE = json.loads((Path(__file__).parent / "golden" / "test_settings_before.json").read_text())
+CONF = Path(CONF_DIR)
+
+
+@pytest.mark.parametrize("extra", [(), ("data.val_size=97", "data.val_episodes=3")])
+def test_every_label_mode_and_preset_resolves_the_test_settings_as_before(extra):
+    modes = {p.stem: OmegaConf.load(p) for p in (CONF / "label_mode").glob("*.yaml")}
+    presets = {p.stem: OmegaConf.load(p) for p in (CONF / "eval" / "protocol").glob("*.yaml")}
+    datasets = sorted({key.split()[0] for key in BEFORE})
+    assert len(datasets) * len(modes) * (len(presets) + 1) * 2 == len(BEFORE)
+    for data in datasets:
+        base = compose_config([data, *extra], config_name="eval")
+        for (mode, node), preset in itertools.product(modes.items(), [None, *presets]):
+            cfg = copy.deepcopy(base)
+            with open_dict(cfg):
+                cfg.label_mode = node
+                cfg.eval.protocol = presets.get(preset)
+            settled, p = apply_protocol(cfg)
+            d = settled.data
+            got = [d.val_episodes, d.val_size, d.val_transform, d.return_raw_label, p.preset,
+                   p.label_mode, p.scoring, p.ignore_boundary, p.seeds, p.aggregate]  # fmt: skip
+            key = " ".join([data, f"label_mode={mode}", *extra])
+            key += f" eval/protocol={preset}" if preset else ""
+            assert got == BEFORE[key], key
 
 
 # ------------------------------------------------------------------ resizing, on a hand-made image

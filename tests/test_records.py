@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -34,11 +35,27 @@ def _eval(out: Path, ckpt: Path | str, *overrides: str) -> dict[str, float]:
     return run_eval(cfg)
 
 
+READS: list[Path] = []  # the files `trained`'s run read with torch.load
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     """One tiny run with the default `test=true`: its directory and returned metrics."""
     out = tmp_path_factory.mktemp("records") / "run"
-    return out, _train(out)
+    load = torch.load
+
+    def counted(f, *args, **kwargs):
+        READS.append(Path(f))
+        return load(f, *args, **kwargs)
+
+    with mock.patch.object(torch, "load", counted):
+        return out, _train(out)
+
+
+def test_the_end_of_run_evaluation_reads_its_checkpoint_once(trained):
+    out, _ = trained
+    (best,) = (out / "checkpoints").glob("best-*.ckpt")
+    assert [p for p in READS if p.suffix == ".ckpt"] == [best]
 
 
 def test_a_training_run_ends_with_the_record_of_its_best_checkpoint(trained):

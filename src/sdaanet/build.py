@@ -3,6 +3,7 @@ Trainer of a composed configuration."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -74,10 +75,12 @@ def build_module(
     )
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
-    """The Trainer of `cfg.trainer` with the configured loggers and callbacks."""
+def build_trainer(cfg: DictConfig, loggers: Mapping[str, Any] | None = None) -> L.Trainer:
+    """The Trainer of `cfg.trainer` with the configured callbacks and loggers (`loggers`: these
+    logger nodes instead)."""
     quiet_lightning()
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    nodes = cfg.get("logger") if loggers is None else loggers
+    loggers = [instantiate(c) for c in (nodes or {}).values() if c]
     cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     precision = lightning_precision(
         cfg.get("runtime"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.precision

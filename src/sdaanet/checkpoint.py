@@ -20,12 +20,14 @@ from torch import nn
 
 from sdaanet.errors import CheckpointError, CheckpointMismatchError
 from sdaanet.io import atomic_write, pickled_objects
+from sdaanet.layout import BEST, LAST, checkpoints_dir, last_checkpoint
 
 FORMAT = 2  # 1: hyper_parameters.model_cfg (flat); 2: hyper_parameters.description
 NETWORK_PACKAGE = "sdaanet.models"
 # packages whose networks a checkpoint may name (`_target_`); a network of your own project
 # adds its package here (docs/extending.md), nothing else is ever built from a checkpoint
 NETWORK_PACKAGES = [NETWORK_PACKAGE]
+_KEPT: dict[tuple[Path, int, int], dict[str, Any]] = {}  # see keep_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -46,12 +48,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def read_checkpoint(path: str | Path, hint: str = "pass ckpt_path=<file>.ckpt") -> dict[str, Any]:
+def _stamp(path: Path) -> tuple[Path, int, int]:
+    """What identifies a file's contents here: its resolved path, mtime and size."""
+    stat = path.stat()
+    return path.resolve(), stat.st_mtime_ns, stat.st_size
+
+
+def keep_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Hold `checkpoint`, just read from `path`, for the next `read_checkpoint(path,
+    reuse=True)` (while the file is unchanged): the eval precheck hands its reading to the
+    evaluation, so that one `sdaanet-eval` reads the file once. One is held at a time."""
+    _KEPT.clear()
+    _KEPT[_stamp(Path(path))] = checkpoint
+
+
+def read_checkpoint(
+    path: str | Path, hint: str = "pass ckpt_path=<file>.ckpt", *, reuse: bool = False
+) -> dict[str, Any]:
     """Load a checkpoint file on CPU with `torch.load(weights_only=True)`: a file holding pickled
-    Python objects (which could run code) is refused; every error is one line naming the file."""
+    Python objects (which could run code) is refused; every error is one line naming the file.
+    With `reuse`, the reading `keep_checkpoint` holds for this unchanged file is handed over
+    (once) instead."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} ({hint})")
+    if reuse and (kept := _KEPT.pop(_stamp(path), None)) is not None:
+        return kept
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -74,20 +96,29 @@ def read_checkpoint(path: str | Path, hint: str = "pass ckpt_path=<file>.ckpt") 
     return checkpoint
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def unweighted(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """What describes a checkpoint (what `description` and `selected_on` read), without its
+    weights and optimiser state."""
+    return {k: v for k, v in checkpoint.items() if k in ("hyper_parameters", "callbacks")}
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
     """`path`, or for a training run's directory the checkpoint its end-of-run evaluation takes:
-    the one `best-*.ckpt` (the newest if several), else `last.ckpt`."""
+    the one `best-*.ckpt` (the newest if several), else `last.ckpt`. An evaluation's
+    `ckpt_path`: refused when not set."""
+    if not path:
+        raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
     path = Path(path)
     if not path.is_dir():
         return path
-    folder = path / "checkpoints"
-    best = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    folder = checkpoints_dir(path)
+    best = sorted(folder.glob(BEST), key=lambda p: p.stat().st_mtime)
     if best:
         return best[-1]
-    if (folder / "last.ckpt").is_file():
-        return folder / "last.ckpt"
+    if last_checkpoint(path).is_file():
+        return last_checkpoint(path)
     raise CheckpointError(
-        f"no checkpoint in {folder} (best-*.ckpt or last.ckpt): pass a training run's directory "
+        f"no checkpoint in {folder} ({BEST} or {LAST}): pass a training run's directory "
         "or ckpt_path=<file>.ckpt"
     )
 

@@ -31,6 +31,7 @@ from sdaanet.checkpoint import load_network_weights, read_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.data.episodes import EpisodeDataset
 from sdaanet.io import atomic_write
+from sdaanet.layout import last_checkpoint
 from sdaanet.metrics import foreground
 from sdaanet.predict import load_predictor, save_outputs
 from sdaanet.pretrain import pretrain_backbone
@@ -72,7 +73,7 @@ def run(overrides: list[str], experiment: str = "demo") -> dict[str, Any]:
     loader = datamodule.test_dataloader()
     n = datamodule.n_test_classes
 
-    ckpt = str(out / "checkpoints" / "last.ckpt")  # the final model, not picked on novel classes
+    ckpt = str(last_checkpoint(out))  # the final model, not picked on novel classes
     load_network_weights(module.net, read_checkpoint(ckpt))
     results = {
         "trained": evaluate(network_predictor(module.net), loader, n),

@@ -37,8 +37,9 @@ from omegaconf import DictConfig
 from sdaanet.checkpoint import resolve_checkpoint
 from sdaanet.cli import entry_point
 from sdaanet.config import CONF_DIR, register_resolvers
-from sdaanet.errors import CheckpointError, ConfigError
+from sdaanet.errors import ConfigError
 from sdaanet.evaluation import evaluate
+from sdaanet.plan import settle
 from sdaanet.records import existing_record, metrics_of, print_record, skipped, write_record
 from sdaanet.sweep import run_app, task
 from sdaanet.validate import check_config, precheck
@@ -49,16 +50,14 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, fl
     the record and returns its mean metrics. With `resume`, a run directory that already holds
     its record is not evaluated again.
 
-    `overrides`: the command line's (see `sdaanet.evaluation.from_checkpoint`); None takes `cfg`
-    as explicit."""
-    if not cfg.get("ckpt_path"):
-        raise CheckpointError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
+    `overrides`: the command line's (see `sdaanet.plan.settle`); None takes `cfg` as
+    explicit."""
+    ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"))
     check_config(cfg)
     if cfg.get("resume") and (done := existing_record(cfg.paths.output_dir)):
         print(skipped(cfg.paths.output_dir))
         return metrics_of(done)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path)
-    record = evaluate(cfg, ckpt_path, overrides)
+    record = evaluate(settle(cfg, ckpt_path, overrides))
     if rank_zero_only.rank == 0:
         written = write_record(record, cfg.paths.output_dir)
         print_record(record)

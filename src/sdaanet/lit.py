@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sdaanet.errors import NonFiniteLossError
+from sdaanet.layout import last_checkpoint
 from sdaanet.metrics import ClassMIoU, FBIoU
 from sdaanet.models.inference import inference
 from sdaanet.scoring import boundary, check_scoring, scored
@@ -190,7 +191,7 @@ class FewShotSegmentationModule(L.LightningModule):
             detail = f": non-finite loss term {values}; {episodes}"
         raise NonFiniteLossError(
             f"{where}{detail}. The last checkpoint was kept: check the episodes' files, or "
-            "lower optimizer.lr and resume with ckpt_path=<run>/checkpoints/last.ckpt"
+            f"lower optimizer.lr and resume with ckpt_path={last_checkpoint('<run>')}"
         )
 
     def _evaluate(self, batch: dict[str, Tensor], miou: ClassMIoU, fbiou: FBIoU) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from sdaanet.config import PLUMBING_ONLY
 from sdaanet.errors import one_line
 from sdaanet.io import atomic_open, atomic_write, unused_path
+from sdaanet.layout import eval_dir, metrics_file, run_of
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,7 @@ def record_name(record: dict[str, Any]) -> str:
 
 def output_dir_of(checkpoint: Path) -> Path:
     """`<run>/eval/` for `<run>/checkpoints/x.ckpt`, else `eval/` beside the checkpoint."""
-    parent = checkpoint.resolve().parent
-    run_dir = parent.parent if parent.name == "checkpoints" else parent
-    return run_dir / "eval"
+    return eval_dir(run_of(checkpoint))
 
 
 def _write(record: dict[str, Any], json_path: Path, csv_path: Path | None = None) -> None:
@@ -142,7 +141,7 @@ def _write(record: dict[str, Any], json_path: Path, csv_path: Path | None = None
 def write_record(record: dict[str, Any], output_dir: str | Path) -> list[Path]:
     """Write `output_dir/metrics.json` and `<run>/eval/<record_name>.json/.csv` beside the
     checkpoint's run, each under a free name (`-2`, `-3`, ...): no record replaces another."""
-    written = [unused_path(Path(output_dir) / "metrics.json")]
+    written = [unused_path(metrics_file(output_dir))]
     _write(record, written[0])
     out = output_dir_of(Path(record["checkpoint"]))
     json_path = unused_path(out / f"{record_name(record)}.json")
@@ -185,7 +184,7 @@ def read_record(file: Path) -> dict[str, Any] | None:
 
 def existing_record(output_dir: str | Path) -> dict[str, Any] | None:
     """The evaluation record `output_dir/metrics.json`, if a finished run left one."""
-    path = Path(output_dir) / "metrics.json"
+    path = metrics_file(output_dir)
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):

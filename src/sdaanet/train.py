@@ -21,7 +21,9 @@ from sdaanet.config import CONF_DIR, job_configuration, register_resolvers
 from sdaanet.data.datamodule import EpisodicDataModule
 from sdaanet.errors import ConfigError
 from sdaanet.evaluation import evaluate
+from sdaanet.layout import last_checkpoint
 from sdaanet.lit import FewShotSegmentationModule
+from sdaanet.plan import settle
 from sdaanet.records import existing_record, metrics_of, skipped, write_record
 from sdaanet.sweep import run_app, sweeper_target, task
 from sdaanet.validate import check_config, precheck
@@ -33,7 +35,7 @@ def resume_path(cfg: DictConfig) -> str | None:
     """`cfg.ckpt_path`, else (with `resume`) the run directory's own `checkpoints/last.ckpt`."""
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(cfg.paths.output_dir)
     if cfg.get("resume") and last.is_file():
         log.info("resuming from %s (resume=true)", last)
         print(f"resuming from {last} (this run directory's last checkpoint)")
@@ -67,7 +69,7 @@ def fit(
 def stopped_by_sigterm(trainer: L.Trainer, output_dir: str) -> str:
     """The line of a run that SIGTERM stopped: where it resumes from, and how."""
     saved = [cb for cb in trainer.callbacks if isinstance(cb, SaveOnSigterm) and cb.saved_step]
-    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(output_dir)
     if saved:
         where = f"saved {saved[0].path}"
         last = Path(saved[0].path)
@@ -89,7 +91,7 @@ def selected_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> tuple[str | None
             if cb.monitor and cb.best_model_path and Path(cb.best_model_path).is_file():
                 score = cb.best_model_score
                 return cb.best_model_path, None if score is None else float(score)
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(cfg.paths.output_dir)
     return (str(last), None) if last.is_file() else (None, None)
 
 
@@ -103,10 +105,10 @@ def evaluate_run(trainer: L.Trainer, cfg: DictConfig) -> dict[str, float]:
     eval_cfg = copy.deepcopy(cfg)
     with open_dict(eval_cfg):
         eval_cfg.callbacks = {"progress_bar": cfg.callbacks.get("progress_bar")}
+    plan = settle(eval_cfg, ckpt_path)
     record = evaluate(
-        eval_cfg, ckpt_path, configuration_of=job_configuration(), validation=score,
-        log_prefix="test-",
-    )  # fmt: skip
+        plan, configuration_of=job_configuration(), validation=score, log_prefix="test-"
+    )
     if trainer.is_global_zero:
         files = write_record(record, cfg.paths.output_dir)
         print(f"evaluated {ckpt_path}; wrote {', '.join(str(f) for f in files)}")

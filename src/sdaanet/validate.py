@@ -1,242 +1,21 @@
 """Every bad setting is one line, before anything is written: `check_config` on a composed
-config (every key of `RULES` typed and range-checked, the choices, the combinations), and
+config (every key of `sdaanet.rules` typed and range-checked, the choices, the combinations), and
 `precheck` on a command line (each job of a multirun) before Hydra creates a run folder."""
 
 from __future__ import annotations
 
-import copy
 import itertools
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.errors import ConfigError, SdaanetError, one_line
-from sdaanet.models.backbones import BACKBONE_NAMES
-from sdaanet.models.sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, TEACHERS
-from sdaanet.runtime import COMPILE_MODES, PRECISIONS
+from sdaanet.rules import check_values
 from sdaanet.sweep import MULTIRUN_FLAGS, sweeper_target
 
 # what Hydra's override grammar refuses in an unquoted value (a path), or reads as a sweep
 GRAMMAR_CHARS = ("=", ",", "[", "]", "{", "}", "(", ")", "'", '"', "~", "#", "!", "&", ";", "^")
-CHOICES = {
-    "model.kshot_strategy": KSHOT_STRATEGIES,
-    "model.teacher": TEACHERS,
-    "model.query_reweight": QUERY_REWEIGHTS,
-    "backbone.name": BACKBONE_NAMES,
-    "runtime.precision": PRECISIONS,
-    "runtime.compile_mode": COMPILE_MODES,
-    "test_ckpt": ("best", "last"),
-    "eval.kshot": ("fusion", "voting"),
-}
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a key takes: `ok(value)`, the words for it, and a value to show as an example."""
-
-    ok: Callable[[Any], bool]
-    text: str
-    example: str | None = None
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return (_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def integer(low: int | None = None, high: int | None = None) -> Rule:
-    """An integer in `low..high` (either end open when None); `bool` is not one."""
-    if high is not None:
-        text = f"an integer in {low}..{high}"
-    else:
-        text = {None: "an integer", 0: "an integer >= 0", 1: "a positive integer"}.get(
-            low, f"an integer >= {low}"
-        )
-    return Rule(
-        lambda v: _int(v) and (low is None or v >= low) and (high is None or v <= high),
-        text,
-        "1" if low == 1 else None,
-    )
-
-
-def number(low: float, high: float | None = None, strict: bool = False) -> Rule:
-    """A finite number (an integer too) >= `low` (> with `strict`) and <= `high`."""
-    if high is not None:
-        text = f"a number in {'(' if strict else '['}{low}, {high}{')' if strict else ']'}"
-    else:
-        text = f"a number {'>' if strict else '>='} {low}"
-
-    def ok(v: Any) -> bool:
-        above = _number(v) and (v > low if strict else v >= low)
-        return above and (high is None or (v < high if strict else v <= high))
-
-    return Rule(ok, text)
-
-
-def either(*rules: Rule) -> Rule:
-    return Rule(
-        lambda v: any(r.ok(v) for r in rules),
-        " or ".join(r.text for r in rules),
-        next((r.example for r in rules if r.example), None),
-    )
-
-
-def exactly(value: Any) -> Rule:
-    return Rule(lambda v: _int(v) and v == value, str(value))
-
-
-def optional(rule: Rule) -> Rule:
-    return Rule(lambda v: v is None or rule.ok(v), f"{rule.text} or null", rule.example)
-
-
-def list_of(rule: Rule, items: str) -> Rule:
-    """A list whose every item is `rule` (`items`: the plural words for them)."""
-    return Rule(lambda v: isinstance(v, list) and all(map(rule.ok, v)), f"a list of {items}")
-
-
-BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
-POSITIVE = integer(1)
-SEED = integer(0, 2**32 - 1)  # numpy's and Lightning's seed range
-WEIGHT = number(0)  # a loss weight
-STEPS = either(POSITIVE, exactly(-1))  # Lightning's -1: no limit of its own (see _check_length)
-BATCHES = either(integer(0), number(0, 1))  # Lightning's limit_*_batches: a count or a fraction
-# Every number and switch the commands take, typed and range-checked before anything runs (a
-# key a config does not have is skipped). What a dataset decides (the fold's range, transform
-# recipes, a folder's options) is checked by its datamodule, in `precheck` too.
-RULES: dict[str, Rule] = {
-    "shot": POSITIVE,
-    "seed": SEED,
-    "deterministic": BOOLEAN,
-    "test": BOOLEAN,
-    "resume": BOOLEAN,
-    "plumbing_only": BOOLEAN,
-    "data.fold": integer(0),
-    "data.num_folds": POSITIVE,
-    "data.ways": POSITIVE,
-    "data.train_size": POSITIVE,
-    "data.val_size": POSITIVE,
-    "data.batch_size": POSITIVE,
-    "data.val_batch_size": POSITIVE,
-    "data.val_episodes": POSITIVE,
-    "data.train_episodes": optional(POSITIVE),
-    "data.num_workers": integer(0),
-    "data.min_area": integer(0),
-    "data.val_seed": SEED,
-    "data.holdout_seed": SEED,
-    "data.holdout_fraction": number(0, 1, strict=True),
-    "data.ppm_scales": list_of(number(0, strict=True), "numbers > 0"),
-    "data.pin_memory": BOOLEAN,
-    "data.strict_query_classes": BOOLEAN,
-    "data.drop_novel_images": BOOLEAN,
-    "data.return_raw_label": BOOLEAN,
-    "data.source.seed": SEED,
-    "data.source.split_seed": SEED,
-    "data.source.image_size": POSITIVE,
-    "data.source.num_train": POSITIVE,
-    "data.source.num_val": POSITIVE,
-    "data.source.void_width": integer(0),
-    "data.source.distractor_probs": list_of(number(0), "numbers >= 0"),
-    "data.source.cache": BOOLEAN,
-    "model.alpha": WEIGHT,
-    "model.beta": WEIGHT,
-    "model.aux_weight": WEIGHT,
-    "model.kd_alpha": WEIGHT,
-    "model.kd_temperature": number(0, strict=True),
-    "model.mask_eps": number(0, strict=True),
-    "model.dropout": number(0, 1),
-    "model.reduce_dim": POSITIVE,
-    "model.sdpm": BOOLEAN,
-    "model.saam": BOOLEAN,
-    "backbone.freeze_bn": BOOLEAN,
-    "optimizer.lr": number(0, strict=True),
-    "optimizer.momentum": number(0, 1),
-    "optimizer.weight_decay": number(0),
-    "optimizer.betas": list_of(number(0, 1), "numbers in [0, 1]"),
-    "scheduler.power": number(0),
-    "trainer.max_epochs": STEPS,
-    "trainer.max_steps": STEPS,
-    "trainer.min_epochs": optional(integer(0)),
-    "trainer.min_steps": optional(integer(0)),
-    "trainer.check_val_every_n_epoch": optional(POSITIVE),
-    "trainer.val_check_interval": optional(either(POSITIVE, number(0, 1))),
-    "trainer.log_every_n_steps": POSITIVE,
-    "trainer.num_sanity_val_steps": integer(-1),
-    "trainer.limit_train_batches": BATCHES,
-    "trainer.limit_val_batches": BATCHES,
-    "trainer.limit_test_batches": BATCHES,
-    "trainer.accumulate_grad_batches": POSITIVE,
-    "trainer.gradient_clip_val": optional(number(0)),
-    "runtime.fast": BOOLEAN,
-    "runtime.channels_last": BOOLEAN,
-    "runtime.compile": BOOLEAN,
-    "eval.seeds": list_of(SEED, "seeds (integers in 0..2**32-1)"),
-    "eval.multiscale": optional(list_of(POSITIVE, "positive integers")),
-    "eval.protocol.seeds": list_of(SEED, "seeds (integers in 0..2**32-1)"),
-    "complexity.size": POSITIVE,
-    "complexity.warmup": integer(0),
-    "complexity.repeats": POSITIVE,
-    "complexity.batch": POSITIVE,
-    "callbacks.progress_bar.every_n_steps": POSITIVE,
-    "pretrain.steps": POSITIVE,
-    "pretrain.batch_size": POSITIVE,
-    "pretrain.lr": number(0, strict=True),
-    "pretrain.size": POSITIVE,
-    "pretrain.every_n_steps": POSITIVE,
-}
-_ABSENT = object()
-
-
-def _shown(value: Any) -> str:
-    """A value as it is written on the command line: `abc`, `[a,1]`, `null`, `true`."""
-    if isinstance(value, list):
-        return f"[{','.join(map(_shown, value))}]"
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    return str(value)
-
-
-def _value(cfg: DictConfig, key: str) -> Any:
-    """The resolved value of `key` as plain Python, or `_ABSENT` where the config has none."""
-    try:
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"{key}: {str(exc).splitlines()[0]}") from None
-    return value
-
-
-def check_values(cfg: DictConfig) -> None:
-    """Raise `ConfigError` naming the first key whose value breaks its `RULES` or `CHOICES`
-    entry, and for a training schedule without end."""
-    for key, rule in RULES.items():
-        value = _value(cfg, key)
-        if value is not _ABSENT and not rule.ok(value):
-            example = f", e.g. {key}={rule.example}" if rule.example else ""
-            raise ConfigError(f"{key}={_shown(value)} must be {rule.text}{example}")
-    for key, choices in CHOICES.items():
-        value = _value(cfg, key)
-        if value not in (_ABSENT, None) and value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
-    _check_length(cfg)
-
-
-def _check_length(cfg: DictConfig) -> None:
-    """Lightning's `max_epochs=-1` trains until `max_steps`; with neither the poly schedule
-    (whose length is the number of steps) has no end."""
-    epochs, steps = _value(cfg, "trainer.max_epochs"), _value(cfg, "trainer.max_steps")
-    if epochs == -1 and steps in (-1, _ABSENT):
-        raise ConfigError(
-            "trainer.max_epochs=-1 trains without end, and the learning-rate schedule needs a "
-            "length: give trainer.max_epochs=N, or with -1 also +trainer.max_steps=N"
-        )
 
 
 def check_config(cfg: DictConfig, sweeper: str | None = None) -> None:
@@ -372,23 +151,19 @@ def _check_job(
 
 
 def _check_evaluation(cfg: DictConfig, overrides: Sequence[str], seen: dict[str, Any]) -> Any:
-    """The checkpoint (missing, unreadable, unsafe, not an sdaanet one; read once) and what the
-    evaluation takes from it (`sdaanet.evaluation.from_checkpoint`: the shot, the network, the
-    data), silently; returns the evaluation's config with the test protocol applied."""
-    from sdaanet.checkpoint import description, read_checkpoint, resolve_checkpoint
-    from sdaanet.evaluation import from_checkpoint
-    from sdaanet.protocols import apply_protocol
+    """The checkpoint (missing, unreadable, unsafe, not an sdaanet one) and what the evaluation
+    takes from it (`sdaanet.plan.settle`: the shot, the network, the data, the protocol),
+    silently; returns the settled config. A sweep reads each checkpoint once; the reading is
+    kept for the evaluation that follows (`keep_checkpoint`), which then does not read it."""
+    from sdaanet.checkpoint import keep_checkpoint, read_checkpoint, resolve_checkpoint, unweighted
+    from sdaanet.plan import settle
 
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path is not set; run: sdaanet-eval ckpt_path=<file>.ckpt")
+    path = resolve_checkpoint(cfg.get("ckpt_path"))
     if (given := str(cfg.ckpt_path)) not in seen:
-        path = resolve_checkpoint(given)
-        seen[given] = (path, description(read_checkpoint(path), path))
-    path, info = seen[given]
-    cfg = copy.deepcopy(cfg)
-    from_checkpoint(cfg, info, str(path), overrides)  # its line is the run's to print
-    apply_protocol(cfg)
-    return cfg
+        checkpoint = read_checkpoint(path)
+        keep_checkpoint(path, checkpoint)
+        seen[given] = unweighted(checkpoint)  # what the sweep's other jobs need of it
+    return settle(cfg, path, overrides, seen[given]).cfg  # its line is the run's to print
 
 
 def _sweep_values(override: Any, basic: bool) -> list[str] | None:

@@ -238,6 +238,14 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
             return "test"
         return "val"
 
+    def reseed(self, val_seed: int) -> None:
+        """Draw the validation/test episodes from ``val_seed`` from now on (each seed of an
+        evaluation), keeping the datasets built so far."""
+        self.val_seed = int(val_seed)
+        for split, dataset in self.datasets.items():
+            if split != "train":
+                dataset.seed = self.val_seed
+
     def setup(self, stage: str | None = None) -> None:
         self.check(stage)
         splits = ["train", "val"] if stage in (None, "fit") else [self._eval_split(stage)]

@@ -4,10 +4,15 @@ predict never name a network's arguments. A network class may define:
 - ``summary_line(node) -> str``: its config node in one phrase (checkpoint and eval messages);
 - ``TRAINING_ONLY``: the constructor arguments that change training but not the network an
   evaluation builds (eval does not hold a checkpoint to them);
-- ``size_problem(size) -> str | None``: why it cannot take ``size`` x ``size`` inputs (predict).
+- ``size_problem(size) -> str | None``: why it cannot take ``size`` x ``size`` inputs (predict);
+- ``ARGUMENTS``: what its constructor arguments take, checked on the command line before
+  anything runs (``sdaanet.rules``): per argument a kind (``"boolean"``, ``"positive"``: an
+  integer >= 1, ``"weight"``: a number >= 0, ``"fraction"``: a number in [0, 1],
+  ``"positive number"``: > 0) or a tuple of the values it accepts.
 
 A class that defines none of them (a network of your own, ``docs/extending.md``) gets the neutral
-defaults below: every argument in its summary, none training-only, any input size.
+defaults below: every argument in its summary, none training-only, any input size, no argument
+checked before it is built.
 """
 
 from __future__ import annotations
@@ -42,3 +47,8 @@ def size_problem(cls: type | None, size: int) -> str | None:
     """Why `cls` cannot take `size` x `size` inputs, or None (any size unless it has a rule)."""
     own = getattr(cls, "size_problem", None)
     return own(size) if callable(own) else None
+
+
+def arguments(cls: type | None) -> dict[str, str | tuple[Any, ...]]:
+    """What `cls`'s constructor arguments take (none unless it lists them)."""
+    return dict(getattr(cls, "ARGUMENTS", {}))

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .backbones import Backbone
 from .layers import FEMDecoder, PriorMask, masked_gap, resize, segmentation_ce
 from .saam import SAAM
-from .sdpm import SDPM, check_switches
+from .sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, SDPM, TEACHERS, check_switches
 
 MIN_SIZE = 65
 
@@ -106,6 +106,14 @@ class SDAANet(nn.Module):
     TRAINING_ONLY: ClassVar[frozenset[str]] = frozenset(
         {"alpha", "beta", "aux_weight", "kd_alpha", "kd_temperature", "dropout"}
     )
+    # what each argument takes, checked before anything runs (models/network.py)
+    ARGUMENTS: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "alpha": "weight", "beta": "weight", "aux_weight": "weight", "kd_alpha": "weight",
+        "kd_temperature": "positive number", "mask_eps": "positive number",
+        "dropout": "fraction", "reduce_dim": "positive", "sdpm": "boolean", "saam": "boolean",
+        "kshot_strategy": KSHOT_STRATEGIES, "teacher": TEACHERS,
+        "query_reweight": QUERY_REWEIGHTS,
+    }  # fmt: skip
 
     @staticmethod
     def summary_line(node: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sdaanet.errors import SdaanetError, one_line
+from sdaanet.layout import eval_dir, metrics_file
 from sdaanet.records import RecordError, read_record
 from sdaanet.sweep import FAILURE_FILE
 
@@ -73,8 +74,8 @@ def _files(path: Path) -> list[Path]:
         return [path]
     files = set()
     for folder in _run_folders(path):
-        files.update(f for f in (folder / "metrics.json", folder / FAILURE_FILE) if f.is_file())
-        files.update((folder / "eval").glob("*.json"))
+        files.update(f for f in (metrics_file(folder), folder / FAILURE_FILE) if f.is_file())
+        files.update(eval_dir(folder).glob("*.json"))
     return sorted(files, key=lambda f: (len(f.relative_to(path).parts), str(f)))
 
 
