@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sdaanet.data.datamodule import MOVED_SETTINGS
 from sdaanet.errors import ConfigError, SdaanetError, one_line
 from sdaanet.models.backbones import BACKBONE_NAMES
 from sdaanet.models.sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, TEACHERS
@@ -132,7 +133,7 @@ RULES: dict[str, Rule] = {
     "data.val_seed": SEED,
     "data.holdout_seed": SEED,
     "data.holdout_fraction": number(0, 1, strict=True),
-    "data.ppm_scales": list_of(number(0, strict=True), "numbers > 0"),
+    "model.ppm_scales": list_of(number(0, strict=True), "numbers > 0"),
     "data.pin_memory": BOOLEAN,
     "data.strict_query_classes": BOOLEAN,
     "data.drop_novel_images": BOOLEAN,
@@ -340,6 +341,11 @@ def _compose(overrides: Sequence[str], config_name: str, with_hydra: bool = Fals
 
     from sdaanet.config import compose_config
 
+    for arg in overrides:  # a data key that has moved to another node: say where it is now
+        key = arg.lstrip("+~").partition("=")[0]
+        now = MOVED_SETTINGS.get(key.removeprefix("data.")) if key.startswith("data.") else None
+        if now:
+            raise ConfigError(f"{key} is now {now}: pass {now}={arg.partition('=')[2]} instead")
     try:
         return compose_config(list(overrides), config_name=config_name, with_hydra=with_hydra)
     except (HydraException, OmegaConfBaseException) as exc:
