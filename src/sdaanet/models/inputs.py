@@ -12,6 +12,7 @@ MIN_SIZE = 65  # the smallest input side (>= 9 feature pixels at output stride 8
 
 
 def shape(x: Tensor) -> tuple[int, ...]:
+    """`x.shape` as a plain tuple, for messages."""
     return tuple(x.shape)
 
 
