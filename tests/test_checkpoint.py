@@ -119,6 +119,20 @@ def test_a_checkpoint_of_the_previous_format_keeps_loading(trained, tmp_path):
     assert close(evaluate(tmp_path / "e", "debug=tiny", f"ckpt_path={old}", *EVAL), before["seeds"])
 
 
+def test_a_checkpoint_recording_the_decoder_bins_with_its_data_evaluates(trained, tmp_path):
+    """A checkpoint written while the bins were a data key records them with its data settings
+    too; evaluated from the checkpoint alone it gives the same numbers."""
+    ckpt, _ = trained
+    c = read_checkpoint(ckpt)
+    recorded = c["hyper_parameters"]["description"]
+    recorded["data"]["ppm_scales"] = list(recorded["network"]["ppm_scales"])
+    old = tmp_path / "bins_in_data.ckpt"
+    torch.save(c, old)
+    assert "ppm_scales" not in description(read_checkpoint(old), old)["data"]
+    before = json.loads((GOLDEN / "before_refactor.json").read_text())
+    assert close(evaluate(tmp_path / "e", f"ckpt_path={old}", *EVAL), before["seeds"])
+
+
 class Payload:
     """Unpickling this runs code: it creates the file `marker`."""
 

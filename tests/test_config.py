@@ -57,6 +57,7 @@ def _parts(group: str, option: str) -> tuple[dict, list]:
     content = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     selections: dict = {}
     own: list = []
+    varying: set = set()
     for entry in content.pop("defaults", []):
         if entry == "_self_":
             continue
@@ -69,10 +70,25 @@ def _parts(group: str, option: str) -> tuple[dict, list]:
             ((key, sub_option),) = entry.items()
             if key.split()[-1].lstrip("/").startswith("hydra/"):
                 continue  # Hydra's own groups (hydra/sweeper): not in the job's config
+            if "${" in str(sub_option):  # chosen by another group (model/ppm_scales by data):
+                # what its keys resolve to is checked by tests/test_models_nodes.py
+                varying |= _keys_of(group, key.split()[-1], package)
+                continue
             selections[key.split("/")[-1]] = sub_option
     content.pop("hydra", None)  # hydra.* settings: not in the job's config either
-    own.extend(_leaves(content, "" if package == "_global_" else package))
+    own.extend(
+        kv
+        for kv in _leaves(content, "" if package == "_global_" else package)
+        if kv[0] not in varying
+    )
     return selections, own
+
+
+def _keys_of(group: str, entry: str, package: str) -> set:
+    """The keys any option of subgroup `entry` (`name@_here_`, below `group`) sets."""
+    sub = CONF_DIR / group / entry.removesuffix("@_here_")
+    options = [OmegaConf.to_container(OmegaConf.load(p)) for p in sub.glob("*.yaml")]
+    return {k for option in options for k, _ in _leaves(option, package)}
 
 
 def _settings(group: str, option: str) -> dict:

@@ -13,7 +13,7 @@ from sdaanet.errors import DataNotFoundError
 
 CONF = CONF_DIR / "data"
 REQUIRED = {
-    "_target_", "fold", "ways", "ppm_scales", "train_size", "val_size", "batch_size",
+    "_target_", "fold", "ways", "train_size", "val_size", "batch_size",
     "val_batch_size", "num_workers", "val_episodes", "val_seed", "train_episodes", "pin_memory",
     "min_area", "train_transform", "val_transform", "strict_query_classes", "drop_novel_images",
     "return_raw_label", "selection", "holdout_fraction", "holdout_seed", "source",

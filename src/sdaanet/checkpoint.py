@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from sdaanet.data.datamodule import recorded_settings
 from sdaanet.errors import CheckpointError, CheckpointMismatchError
 from sdaanet.io import atomic_write, pickled_objects
 from sdaanet.layout import BEST, LAST, checkpoints_dir, last_checkpoint
@@ -167,7 +168,7 @@ def _legacy_network(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     from sdaanet.config import CONF_DIR
 
     defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "sdaanet.yaml"))
-    node = {k: v for k, v in defaults.items() if not str(v).startswith("${")}
+    node = {k: v for k, v in defaults.items() if k != "defaults" and not str(v).startswith("${")}
     node.update({k: v for k, v in model_cfg.items() if k not in ("name", "multiclass", "ways")})
     backbone = model_cfg.get("backbone", "resnet50")
     backbone = {"name": backbone} if isinstance(backbone, str) else dict(backbone)
@@ -186,7 +187,7 @@ def description(checkpoint: Mapping[str, Any], path: str | Path) -> dict[str, An
     if isinstance(hp.get("description"), Mapping):
         info = copy.deepcopy(dict(hp["description"]))
         _check_targets(info.get("network"), path)
-        return info
+        return {**info, "data": recorded_settings(info.get("data"))}
     legacy = hp.get("model_cfg")
     if not isinstance(legacy, Mapping):
         raise CheckpointError(

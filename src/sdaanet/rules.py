@@ -125,7 +125,6 @@ RULES: dict[str, Rule] = {
     "data.val_seed": SEED,
     "data.holdout_seed": SEED,
     "data.holdout_fraction": number(0, 1, strict=True),
-    "data.ppm_scales": list_of(number(0, strict=True), "numbers > 0"),
     "data.pin_memory": BOOLEAN,
     "data.strict_query_classes": BOOLEAN,
     "data.drop_novel_images": BOOLEAN,
@@ -181,6 +180,7 @@ KINDS: dict[str, Rule] = {
     "weight": WEIGHT,
     "fraction": number(0, 1),
     "positive number": number(0, strict=True),
+    "positive numbers": list_of(number(0, strict=True), "numbers > 0"),
 }
 _ABSENT = object()
 

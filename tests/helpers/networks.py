@@ -15,7 +15,6 @@ GROUPS = {
     "backbone": "backbone",
     "shot": "shot",
     "ways": "data.ways",
-    "ppm_scales": "data.ppm_scales",
 }
 
 

