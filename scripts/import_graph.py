@@ -1,5 +1,7 @@
 """Print the import graph among the `sdaanet` modules (read with `ast`, nothing imported); exit 1
-on a circle or on an entry point that imports another entry point.
+on a circle, on an entry point that imports another entry point, on an upward import (a library
+module importing an entry point) or on a bottom floor (`data`, `models`) importing anything
+above it or each other.
 
     python scripts/import_graph.py
 """
@@ -19,6 +21,11 @@ ENTRY_POINTS = {
     "sdaanet.report",
     "sdaanet.complexity",
 }
+# `make demo` on top of the commands: it trains (train.fit) and predicts (predict's Python API)
+ON_TOP = {"sdaanet.demo"}
+FLOORS = ("sdaanet.data", "sdaanet.models")
+# what the bottom floors may import besides their own floor (sdaanet-data's parser: cli)
+BELOW = {"sdaanet.errors", "sdaanet.io", "sdaanet.imagenet", "sdaanet.cli"}
 
 
 def module_name(path: Path) -> str:
@@ -83,21 +90,40 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def problems(edges: dict[str, set[str]]) -> list[str]:
+    """What breaks the house's rules in `edges` (module -> the modules it imports)."""
+    found = [f"circle: {' <-> '.join(c)}" for c in circles(edges)]
+    found += [
+        f"entry point {v} imports entry point {w}"
+        for v in sorted(ENTRY_POINTS & set(edges))
+        for w in sorted(edges[v] & ENTRY_POINTS)
+    ]
+    found += [
+        f"upward import: {v} imports entry point {w}"
+        for v in sorted(set(edges) - ENTRY_POINTS - ON_TOP)
+        for w in sorted(edges[v] & ENTRY_POINTS)
+    ]
+    found += [
+        f"floor {v} imports {w}"
+        for v in sorted(edges)
+        for floor in FLOORS
+        if v.startswith(floor)
+        for w in sorted(edges[v])
+        if not (w.startswith(floor) or w in BELOW)
+    ]
+    return found
+
+
 def main() -> int:
     edges = graph()
     # a package's __init__ re-exporting its modules is not a circle with them
     edges = {v: {w for w in ws if not v.startswith(f"{w}.")} for v, ws in edges.items()}
     for name in sorted(edges):
         print(f"{name} -> {', '.join(sorted(edges[name])) or '-'}")
-    problems = [f"circle: {' <-> '.join(c)}" for c in circles(edges)]
-    problems += [
-        f"entry point {v} imports entry point {w}"
-        for v in sorted(ENTRY_POINTS)
-        for w in sorted(edges.get(v, set()) & ENTRY_POINTS)
-    ]
-    for problem in problems:
+    found = problems(edges)
+    for problem in found:
         print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
