@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sdaanet.data.datamodule import MOVED_SETTINGS
 from sdaanet.errors import ConfigError, SdaanetError, one_line
+from sdaanet.records import parse_override
 from sdaanet.rules import check_values
 from sdaanet.sweep import MULTIRUN_FLAGS, sweeper_target
 
@@ -120,10 +121,10 @@ def _compose(overrides: Sequence[str], config_name: str, with_hydra: bool = Fals
     from sdaanet.config import compose_config
 
     for arg in overrides:  # a data key that has moved to another node: say where it is now
-        key = arg.lstrip("+~").partition("=")[0]
+        key, value = parse_override(arg)
         now = MOVED_SETTINGS.get(key.removeprefix("data.")) if key.startswith("data.") else None
         if now:
-            raise ConfigError(f"{key} is now {now}: pass {now}={arg.partition('=')[2]} instead")
+            raise ConfigError(f"{key} is now {now}: pass {now}={value or '<value>'} instead")
     try:
         return compose_config(list(overrides), config_name=config_name, with_hydra=with_hydra)
     except (HydraException, OmegaConfBaseException) as exc:
