@@ -58,3 +58,13 @@ def test_a_network_describes_itself_and_one_that_does_not_gets_neutral_defaults(
     assert check_size(64, toy) == 64 and check_size(100, toy) == 100  # no SD-AANet size rule
     with pytest.raises(PredictInputError, match="size 64 is not accepted: it must be >= 65"):
         check_size(64, SDAANet.__new__(SDAANet))
+
+
+def test_a_network_outside_the_packages_is_refused_naming_the_config_and_the_fix():
+    with pytest.raises(checkpoint.CheckpointError) as refused:
+        checkpoint.build_network(TOY)
+    assert str(refused.value) == (
+        f"the model config names _target_ {TOY['_target_']!r}, which is not a network of "
+        "sdaanet.models; refusing to build it (a network of your own: add its package to "
+        "sdaanet.checkpoint.NETWORK_PACKAGES)"
+    )

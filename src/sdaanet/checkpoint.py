@@ -227,6 +227,9 @@ def network_class(node: Mapping[str, Any]) -> type[nn.Module] | None:
     return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
 
 
+CONFIG = "<config>"  # build_network's `path` for a node composed from the configs
+
+
 def _check_targets(node: Any, path: str | Path) -> None:
     """Every `_target_` of a network node must be a network or backbone builder of
     `sdaanet.models`, so a crafted checkpoint cannot name code to run."""
@@ -239,9 +242,11 @@ def _check_targets(node: Any, path: str | Path) -> None:
             obj = _resolve(target)
             network = isinstance(obj, type) and issubclass(obj, nn.Module)
             if not (network or obj is build_backbone):
+                where = "the model config" if path == CONFIG else f"checkpoint {path}"
                 raise CheckpointError(
-                    f"checkpoint {path} names _target_ {target!r}, which is not a network of "
-                    f"{', '.join(NETWORK_PACKAGES)}; refusing to build it"
+                    f"{where} names _target_ {target!r}, which is not a network of "
+                    f"{', '.join(NETWORK_PACKAGES)}; refusing to build it (a network of your own: "
+                    "add its package to sdaanet.checkpoint.NETWORK_PACKAGES)"
                 )
         for value in node.values():
             _check_targets(value, path)
@@ -251,7 +256,7 @@ def _check_targets(node: Any, path: str | Path) -> None:
 
 
 def build_network(
-    node: Mapping[str, Any], path: str | Path = "<config>", backbone_weights: bool = False
+    node: Mapping[str, Any], path: str | Path = CONFIG, backbone_weights: bool = False
 ) -> nn.Module:
     """Instantiate a network node (`conf/model`); a bad value raises the network's own error.
 
