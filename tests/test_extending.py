@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from tests.helpers.toy import ToyNet
 
 from sdaanet import checkpoint, compose_config
-from sdaanet.errors import PredictInputError
+from sdaanet.errors import ConfigError, PredictInputError
 from sdaanet.eval import run as run_eval
 from sdaanet.models import SDAANet
 from sdaanet.predict import check_size
@@ -67,4 +67,14 @@ def test_a_network_outside_the_packages_is_refused_naming_the_config_and_the_fix
         f"the model config names _target_ {TOY['_target_']!r}, which is not a network of "
         "sdaanet.models; refusing to build it (a network of your own: add its package to "
         "sdaanet.checkpoint.NETWORK_PACKAGES)"
+    )
+
+
+def test_a_setting_the_network_does_not_take_is_one_line_naming_it(monkeypatch):
+    monkeypatch.setattr(checkpoint, "NETWORK_PACKAGES", [*checkpoint.NETWORK_PACKAGES, "tests"])
+    with pytest.raises(ConfigError) as refused:
+        checkpoint.build_network({**TOY, "reduce_dim": 16})  # as debug=tiny sets it
+    assert str(refused.value) == (
+        "the network node sets reduce_dim, which ToyNet.__init__ does not take: remove it "
+        "('~model.reduce_dim' on the command line, or from the config)"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from sdaanet.data.datamodule import recorded_settings
-from sdaanet.errors import CheckpointError, CheckpointMismatchError
+from sdaanet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from sdaanet.io import atomic_write, pickled_objects
 from sdaanet.layout import BEST, LAST, checkpoints_dir, last_checkpoint
 
@@ -275,7 +276,14 @@ def build_network(
                 warnings.filterwarnings("ignore", message=".*RANDOM weights", category=UserWarning)
             return instantiate(node, _convert_="all")
     except InstantiationException as exc:
-        raise (exc.__cause__ or exc) from None
+        cause = exc.__cause__ or exc
+        unknown = re.search(r"(\S+)\(\) got an unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and unknown:
+            raise ConfigError(
+                f"the network node sets {unknown[2]}, which {unknown[1]} does not take: remove it "
+                f"('~model.{unknown[2]}' on the command line, or from the config)"
+            ) from None
+        raise cause from None
 
 
 def network_from_checkpoint(
